@@ -1,0 +1,3 @@
+from shopkeeper.cli import main
+
+main()

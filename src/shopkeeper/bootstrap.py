@@ -1,0 +1,174 @@
+"""The composition root: the one place that builds the parts and wires them together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from shopkeeper import __version__
+from shopkeeper.clock import Clock, SystemClock
+from shopkeeper.config import Settings
+from shopkeeper.errors import install_error_handlers
+from shopkeeper.identity.identifiers import JunkFilter
+from shopkeeper.ingest import api as ingest_api
+from shopkeeper.ingest import log as event_log
+from shopkeeper.ingest import sources_api
+from shopkeeper.ingest.sources import WriteKeyCache
+from shopkeeper.ingest.spec import Limits, MessageValidator
+from shopkeeper.ingest.writer import EventWriter
+from shopkeeper.observability.metrics import Metrics
+from shopkeeper.pipeline import api as pipeline_api
+from shopkeeper.pipeline.processor import Processor
+from shopkeeper.pipeline.worker import PipelineRunner
+from shopkeeper.profiles import api as profiles_api
+from shopkeeper.storage import migrate
+from shopkeeper.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    clock: Clock
+    metrics: Metrics
+    writer: EventWriter
+    write_keys: WriteKeyCache
+    validator: MessageValidator
+    runner: PipelineRunner | None
+
+
+def open_database(settings: Settings) -> Database:
+    return Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+
+
+def ensure_schema(db: Database, *, create_if_empty: bool) -> None:
+    """Migrate an empty database; refuse to run on an older schema (the operator runs
+    `shopkeeper db upgrade` deliberately, after a backup)."""
+    if migrate.is_up_to_date(db):
+        return
+    if create_if_empty and not migrate.has_tables(db):
+        migrate.upgrade(db)
+        return
+    raise SchemaOutOfDate(
+        "The database schema is not the one this version needs: run `shopkeeper db upgrade`."
+    )
+
+
+def make_processor(
+    db: Database, settings: Settings, clock: Clock, metrics: Metrics | None
+) -> Processor:
+    return Processor(db, settings, clock, metrics)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    db: Database | None = None,
+    run_worker: bool = True,
+) -> Services:
+    clock = clock or SystemClock()
+    db = db or open_database(settings)
+    metrics = Metrics()
+    runner = None
+    if run_worker:
+        runner = PipelineRunner(
+            make_processor(db, settings, clock, metrics), settings.pipeline_idle_seconds
+        )
+    writer = EventWriter(db, on_commit=runner.wake if runner else None)
+    services = Services(
+        settings=settings,
+        db=db,
+        clock=clock,
+        metrics=metrics,
+        writer=writer,
+        write_keys=WriteKeyCache(db, settings.write_key_cache_seconds),
+        validator=MessageValidator(
+            JunkFilter(settings.junk_identifiers),
+            Limits(
+                max_message_bytes=settings.max_message_bytes,
+                max_request_bytes=settings.max_request_bytes,
+                max_batch_messages=settings.max_batch_messages,
+            ),
+        ),
+        runner=runner,
+    )
+
+    def pipeline_status() -> dict[str, float]:
+        with db.read() as conn:
+            return event_log.status_counts(conn, clock.now_ms())
+
+    metrics.add_pipeline_collector(pipeline_status)
+    return services
+
+
+def create_app(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        services.writer.start()
+        if services.runner is not None:
+            services.runner.start()
+        try:
+            yield
+        finally:
+            # In-flight requests are answered before this runs; stop the pipeline after
+            # its current batch, then write whatever the writer still holds.
+            if services.runner is not None:
+                services.runner.stop()
+            services.writer.stop()
+
+    app = FastAPI(
+        title="Shopkeeper",
+        version=__version__,
+        summary="Customer data and personalization for online shops.",
+        description=(
+            "`/v1/*` is the Segment-compatible tracking API (write keys). `/api/*` is the "
+            "admin API (admin keys as Bearer tokens)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(ingest_api.router)
+    app.include_router(profiles_api.router)
+    app.include_router(pipeline_api.router)
+    app.include_router(sources_api.router)
+
+    @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
+    def healthz(request: Request) -> JSONResponse:
+        try:
+            with services.db.read() as conn:
+                counts = event_log.status_counts(conn, services.clock.now_ms())
+        except Exception as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": services.db.dialect, "error": str(exc)},
+                status_code=503,
+            )
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "database": services.db.dialect,
+                "pipeline": {"pending": counts["pending"], "parked": counts["parked"]},
+            }
+        )
+
+    @app.get("/metrics", tags=["Operations"], summary="Prometheus metrics")
+    def metrics() -> Response:
+        return Response(
+            services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    app.add_middleware(ingest_api.V1Cors)
+    return app

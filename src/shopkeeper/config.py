@@ -1,0 +1,67 @@
+"""One Settings object, read from SHOPKEEPER_* environment variables.
+
+Read once at start-up by the composition root (bootstrap.py) and passed down; domain code
+receives plain values, never the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_IDENTITY_LIMITS: dict[str, int] = {
+    # Two profiles holding different user ids never merge: one user id per profile.
+    "user_id": 1,
+    "email": 10,
+    "phone": 10,
+    # Cookies are cleared and devices change: a loyal customer collects many.
+    "anonymous_id": 1000,
+    "device_id": 100,
+    "push_token": 100,
+}
+
+# Units of the shop currency for one unit of each currency. Operators set their own
+# (there is no network to fetch rates from); orders in a currency missing here keep their
+# amount in `revenue_unconverted` instead of being summed at a wrong rate.
+DEFAULT_EXCHANGE_RATES: dict[str, float] = {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_", extra="ignore")
+
+    database_url: str = "sqlite:///shopkeeper.db"
+    # FULL: a committed event survives power loss, not only a crash of the process.
+    sqlite_synchronous: str = "FULL"
+
+    shop_currency: str = "USD"
+    exchange_rates: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_EXCHANGE_RATES))
+    # Region used to read phone numbers written without a country code, when the event
+    # carries no country of its own (ISO 3166 alpha-2, e.g. "NO"). None: such numbers
+    # are not used as identifiers.
+    default_phone_region: str | None = None
+
+    identity_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_IDENTITY_LIMITS))
+    # Limit for identifier types not listed above (custom ids from context.externalIds).
+    identity_limit_default: int = 10
+    # Values that never link profiles, on top of the built-in list.
+    junk_identifiers: list[str] = Field(default_factory=list)
+
+    session_timeout_minutes: int = 30
+
+    max_message_bytes: int = 32 * 1024
+    max_request_bytes: int = 500 * 1024
+    max_batch_messages: int = 2500
+
+    pipeline_batch_size: int = 500
+    pipeline_idle_seconds: float = 0.2
+    write_key_cache_seconds: float = 5.0
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

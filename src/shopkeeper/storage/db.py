@@ -1,0 +1,132 @@
+"""Engines and the few places where SQLite and PostgreSQL differ.
+
+SQLite gets two engines on the same file: writes begin with BEGIN IMMEDIATE, so that two
+writers queue on the lock instead of failing when a read transaction tries to upgrade;
+reads begin deferred and run beside the writer (WAL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_dumps(value: Any) -> str:
+    return _encoder.encode(value).decode()
+
+
+def json_loads(value: str | bytes) -> Any:
+    return msgspec.json.decode(value)
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs people paste (postgres://, postgresql://) and pick psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class Database:
+    """The engines of one database, and helpers that hide dialect differences."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> None:
+        self.url = normalize_url(url)
+        self.dialect = sa.engine.make_url(self.url).get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = self._sqlite_engine(immediate=True, synchronous=sqlite_synchronous)
+            self.read_engine = self._sqlite_engine(immediate=False, synchronous=sqlite_synchronous)
+        elif self.dialect == "postgresql":
+            self.engine = sa.create_engine(
+                self.url,
+                json_serializer=json_dumps,
+                json_deserializer=json_loads,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+            )
+            self.read_engine = self.engine
+        else:
+            raise ValueError(
+                f"unsupported database {self.dialect!r}: use a sqlite:/// or postgresql:// URL"
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def _sqlite_engine(self, *, immediate: bool, synchronous: str) -> Engine:
+        engine = sa.create_engine(
+            self.url,
+            json_serializer=json_dumps,
+            json_deserializer=json_loads,
+            connect_args={"timeout": 60, "check_same_thread": False},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event below emit BEGIN, not the driver.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={_checked_synchronous(synchronous)}")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA foreign_keys=OFF")
+            cursor.close()
+
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.read_engine.connect() as conn:
+            yield conn
+
+    def insert_ignore(self, table: sa.Table) -> Any:
+        """INSERT that skips rows whose unique key already exists."""
+        if self.is_sqlite:
+            return sqlite.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def upsert(self, table: sa.Table, index_elements: list[str], update: list[str]) -> Any:
+        dialect_insert = sqlite.insert if self.is_sqlite else postgresql.insert
+        stmt = dialect_insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=index_elements,
+            set_={name: stmt.excluded[name] for name in update},
+        )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+
+def _checked_synchronous(value: str) -> str:
+    value = value.upper()
+    if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(
+            f"SHOPKEEPER_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA, not {value!r}"
+        )
+    return value
