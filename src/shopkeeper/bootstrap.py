@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,14 +27,12 @@ from shopkeeper.pipeline import api as pipeline_api
 from shopkeeper.pipeline.processor import Processor
 from shopkeeper.pipeline.worker import PipelineRunner
 from shopkeeper.profiles import api as profiles_api
-from shopkeeper.storage import migrate
 from shopkeeper.storage.db import Database
+from shopkeeper.storage.migrate import SchemaOutOfDate, ensure_schema, open_database
+
+__all__ = ["SchemaOutOfDate", "Services", "build_services", "create_app", "ensure_schema"]
 
 log = logging.getLogger(__name__)
-
-
-class SchemaOutOfDate(RuntimeError):
-    pass
 
 
 @dataclass
@@ -46,23 +45,6 @@ class Services:
     write_keys: WriteKeyCache
     validator: MessageValidator
     runner: PipelineRunner | None
-
-
-def open_database(settings: Settings) -> Database:
-    return Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-
-
-def ensure_schema(db: Database, *, create_if_empty: bool) -> None:
-    """Migrate an empty database; refuse to run on an older schema (the operator runs
-    `shopkeeper db upgrade` deliberately, after a backup)."""
-    if migrate.is_up_to_date(db):
-        return
-    if create_if_empty and not migrate.has_tables(db):
-        migrate.upgrade(db)
-        return
-    raise SchemaOutOfDate(
-        "The database schema is not the one this version needs: run `shopkeeper db upgrade`."
-    )
 
 
 def make_processor(
@@ -119,6 +101,10 @@ def create_app(services: Services) -> FastAPI:
         services.writer.start()
         if services.runner is not None:
             services.runner.start()
+        # The framework's long-lived objects (about 120k) would otherwise be scanned by
+        # every full collection, in 40-70 ms pauses that set the ingest p99.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shopkeeper import __version__
@@ -48,20 +51,33 @@ def _settings(database_url: str | None = None, **overrides: Any) -> Settings:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
     return typer.Exit(1)
 
 
-def _database(settings: Settings, *, create_if_empty: bool = True) -> Any:
-    from shopkeeper.bootstrap import SchemaOutOfDate, ensure_schema, open_database
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """What an operator can get wrong about the database (a bad URL, a server that does
+    not answer, a schema this version does not know) as one line, not a traceback."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import OperationalError
+
+    from shopkeeper.storage.migrate import SchemaOutOfDate
 
     try:
+        yield
+    except (SchemaOutOfDate, ValueError, CommandError) as exc:
+        raise _fail(str(exc)) from None
+    except OperationalError as exc:
+        raise _fail(f"cannot use the database: {exc.orig}") from None
+
+
+def _database(settings: Settings, *, create_if_empty: bool = True) -> Any:
+    from shopkeeper.storage.migrate import ensure_schema, open_database
+
+    with _database_errors():
         db = open_database(settings)
         ensure_schema(db, create_if_empty=create_if_empty)
-    except SchemaOutOfDate as exc:
-        raise _fail(str(exc)) from None
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     return db
 
 
@@ -112,9 +128,9 @@ def worker_command(
     from shopkeeper.bootstrap import make_processor
     from shopkeeper.pipeline.worker import PipelineRunner
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _settings(database_url)
     db = _database(settings, create_if_empty=False)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     processor = make_processor(db, settings, SystemClock(), None)
     if once:
         done = processor.drain()
@@ -169,13 +185,15 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Apply pending schema migrations."""
-    from shopkeeper.bootstrap import open_database
     from shopkeeper.storage import migrate
+    from shopkeeper.storage.migrate import open_database
 
-    db = open_database(_settings(database_url))
-    before = migrate.current_revision(db)
-    migrate.upgrade(db)
-    after = migrate.current_revision(db)
+    with _database_errors():
+        db = open_database(_settings(database_url))
+        before = migrate.current_revision(db)
+        migrate.check_known(before)
+        migrate.upgrade(db)
+        after = migrate.current_revision(db)
     if before == after:
         console.print(f"schema already at {after}")
     else:
@@ -185,11 +203,13 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
 @db_app.command("current")
 def db_current(database_url: DatabaseOption = None) -> None:
     """Print the schema revision of the database and the one this version needs."""
-    from shopkeeper.bootstrap import open_database
     from shopkeeper.storage import migrate
+    from shopkeeper.storage.migrate import open_database
 
-    db = open_database(_settings(database_url))
-    console.print(f"database: {migrate.current_revision(db) or 'empty'}")
+    with _database_errors():
+        db = open_database(_settings(database_url))
+        current = migrate.current_revision(db)
+    console.print(f"database: {current or 'empty'}")
     console.print(f"code:     {migrate.head_revision()}")
 
 

@@ -6,6 +6,7 @@ time order, in Python and in SQL alike.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -29,10 +30,22 @@ def parse_iso_ms(value: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+_DAYS: dict[int, str] = {}
+
+
 def ms_to_iso(ms: int) -> str:
+    """Epoch milliseconds to `YYYY-MM-DDTHH:MM:SS.mmmZ`. Runs several times per event,
+    so the date part is cached per day instead of formatted with strftime each time."""
     seconds, millis = divmod(ms, 1000)
-    dt = datetime.fromtimestamp(seconds, tz=UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+    day, second = divmod(seconds, 86_400)
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) > 20_000:
+            _DAYS.clear()
+        date = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
+    hours, rest = divmod(second, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{date}{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}Z"
 
 
 def iso_to_ms(value: str) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from shopkeeper.storage import tables as t
@@ -378,3 +380,41 @@ def test_phone_identifies_in_e164(db_url: str) -> None:
         assert {("anonymous_id", "a"), ("anonymous_id", "b")} <= {
             (i["type"], i["value"]) for i in view["identities"]
         }
+
+
+def test_a_batch_creating_many_profiles_with_merges_between_keeps_them_apart(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """New profiles reserve ids in blocks; merges flush in the middle of a batch. Every
+    visitor must still get a profile of their own."""
+    with harness(db_url, pipeline_batch_size=2000) as h:
+        messages: list[dict[str, Any]] = []
+        for n in range(700):
+            messages.append(page(f"v{n}", n / 100))
+            if n % 47 == 46:
+                # visitor n logs in as the user who was visitor n - 1: a merge mid-batch
+                messages.append({"type": "identify", "anonymousId": f"v{n - 1}", "userId": f"u{n}"})
+                messages.append({"type": "identify", "anonymousId": f"v{n}", "userId": f"u{n}"})
+        for start in range(0, len(messages), 500):
+            h.batch(messages[start : start + 500])
+        with caplog.at_level(logging.INFO, logger="shopkeeper.pipeline"):
+            assert h.drain() == len(messages)
+        # in one transaction: no conflict with itself, no event-by-event fallback
+        assert "batch conflict" not in caplog.text
+        assert "isolating" not in caplog.text
+        with h.services.db.read() as conn:
+            live = conn.execute(
+                sa.select(sa.func.count()).where(t.profiles.c.merged_into.is_(None))
+            ).scalar_one()
+            owners = dict(
+                conn.execute(
+                    sa.select(t.identities.c.value, t.identities.c.profile_id).where(
+                        t.identities.c.type == "anonymous_id"
+                    )
+                ).all()
+            )
+        assert live == 700 - 14
+        assert len(set(owners.values())) == 700 - 14
+        for n in range(46, 700, 47):
+            assert owners[f"v{n - 1}"] == owners[f"v{n}"]
+            assert h.profile(f"user_id:u{n}")["computed"]["page_views_count"] == 2

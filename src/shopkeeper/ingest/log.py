@@ -117,25 +117,17 @@ def claim_one(db: Database, conn: Connection, seq: int, partition: int) -> Logge
     return _logged(row) if row is not None else None
 
 
-_mark_applied = (
-    t.events.update()
-    .where(t.events.c.seq == sa.bindparam("b_seq"))
-    .values(
-        status=t.APPLIED,
-        profile_id=sa.bindparam("b_profile"),
-        processed_at=sa.bindparam("b_at"),
-        error=None,
-    )
+_MARK_APPLIED = (
+    f"UPDATE events SET status = {t.APPLIED}, profile_id = ?, processed_at = ?, error = NULL "
+    "WHERE seq = ?"
 )
 
 
-def mark_applied(conn: Connection, applied: Sequence[tuple[int, int]], now_ms: int) -> None:
+def mark_applied(
+    db: Database, conn: Connection, applied: Sequence[tuple[int, int]], now_ms: int
+) -> None:
     """applied: (seq, profile_id) pairs."""
-    if applied:
-        conn.execute(
-            _mark_applied,
-            [{"b_seq": seq, "b_profile": pid, "b_at": now_ms} for seq, pid in applied],
-        )
+    db.raw_many(conn, _MARK_APPLIED, [(pid, now_ms, seq) for seq, pid in applied])
 
 
 def mark_parked(conn: Connection, seq: int, error: str, now_ms: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -90,6 +90,11 @@ class Envelope:
     context: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
     sent_at: str | None = None
+    received_iso: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        # Formatted once per request, not once per message.
+        object.__setattr__(self, "received_iso", ms_to_iso(self.received_ms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +207,12 @@ class MessageValidator:
             msg["context"] = {**envelope.context, **msg.get("context", {})}
         if envelope.integrations:
             msg["integrations"] = {**envelope.integrations, **msg.get("integrations", {})}
+        if msg_type == "identify" and "traits" not in msg:
+            # RudderStack's server-side SDKs send an identify's traits in context.traits
+            # only; read them as the identify's traits, as RudderStack itself does.
+            context_traits = msg.get("context", {}).get("traits")
+            if isinstance(context_traits, dict):
+                msg["traits"] = dict(context_traits)
 
         user_id = self._id(msg, "userId")
         anonymous_id = self._id(msg, "anonymousId")
@@ -319,6 +330,6 @@ class MessageValidator:
             timestamp = original
         else:
             timestamp = received - (sent - original)
-        msg["receivedAt"] = ms_to_iso(received)
+        msg["receivedAt"] = envelope.received_iso
         msg["timestamp"] = ms_to_iso(timestamp)
         return timestamp

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from shopkeeper.storage import tables as t
-from shopkeeper.storage.db import Database
+from shopkeeper.storage.db import Database, json_dumps
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,46 @@ class _Item:
 
 _STOP = object()
 
+_COLUMNS = (
+    "source_id",
+    "message_id",
+    "type",
+    "event",
+    "user_id",
+    "anonymous_id",
+    "partition",
+    "timestamp",
+    "received_at",
+    "status",
+    "payload",
+)
+_QUOTED = ", ".join(f'"{name}"' for name in _COLUMNS)
+_SQLITE_INSERT = (
+    f"INSERT OR IGNORE INTO events ({_QUOTED}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+_PG_INSERT = (
+    f"INSERT INTO events ({_QUOTED}) SELECT * FROM unnest("
+    "%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::smallint[], %s::bigint[], %s::bigint[], %s::smallint[], %s::jsonb[]) "
+    "ON CONFLICT (source_id, message_id) DO NOTHING RETURNING source_id, message_id"
+)
+
+
+def _values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["source_id"],
+        row["message_id"],
+        row["type"],
+        row["event"],
+        row["user_id"],
+        row["anonymous_id"],
+        row["partition"],
+        row["timestamp"],
+        row["received_at"],
+        row.get("status", t.PENDING),
+        json_dumps(row["payload"]),
+    )
+
 
 class EventWriter:
     def __init__(
@@ -65,9 +107,6 @@ class EventWriter:
         self.max_group_rows = max_group_rows
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._insert = db.insert_ignore(t.events).returning(
-            t.events.c.source_id, t.events.c.message_id
-        )
 
     def start(self) -> None:
         if self._thread is None:
@@ -123,16 +162,45 @@ class EventWriter:
             self._commit(group, count)
 
     def _commit(self, group: list[_Item], count: int) -> None:
-        rows = [row for item in group for row in item.rows]
         try:
             with self.db.write() as conn:
-                inserted = {(row[0], row[1]) for row in conn.execute(self._insert, rows).all()}
+                results = self._insert(conn, group)
         except Exception as exc:
+            if len(group) > 1:
+                # One request's rows must not sink the others: write them one by one.
+                for item in group:
+                    self._commit([item], len(item.rows))
+                return
             log.exception("event log write failed")
             error = StorageUnavailable(f"the event log could not be written: {exc}")
-            for item in group:
-                self._finish(item, None, error)
+            self._finish(group[0], None, error)
             return
+        for item, result in zip(group, results, strict=True):
+            self._finish(item, result, None)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(count)
+            except Exception:
+                log.exception("on_commit hook failed")
+
+    def _insert(self, conn: Connection, group: list[_Item]) -> list[WriteResult]:
+        """Insert every item's rows, skipping known (source, messageId) pairs, with a
+        statement short and constant enough for the driver to cache (a multi-row VALUES
+        list with thousands of parameters is parsed anew each time)."""
+        if self.db.is_sqlite:
+            results = []
+            for item in group:
+                cursor = conn.exec_driver_sql(_SQLITE_INSERT, [_values(row) for row in item.rows])
+                fresh = max(cursor.rowcount, 0)
+                results.append(WriteResult(fresh, len(item.rows) - fresh))
+            return results
+        rows = [row for item in group for row in item.rows]
+        columns = [list(column) for column in zip(*(_values(row) for row in rows), strict=True)]
+        inserted = {
+            (int(source_id), message_id)
+            for source_id, message_id in conn.exec_driver_sql(_PG_INSERT, tuple(columns)).all()
+        }
+        results = []
         for item in group:
             fresh = 0
             for row in item.rows:
@@ -140,12 +208,8 @@ class EventWriter:
                 if key in inserted:
                     inserted.discard(key)
                     fresh += 1
-            self._finish(item, WriteResult(fresh, len(item.rows) - fresh), None)
-        if self.on_commit is not None:
-            try:
-                self.on_commit(count)
-            except Exception:
-                log.exception("on_commit hook failed")
+            results.append(WriteResult(fresh, len(item.rows) - fresh))
+        return results
 
     @staticmethod
     def _finish(item: _Item, result: WriteResult | None, error: BaseException | None) -> None:

@@ -151,8 +151,8 @@ class Processor:
     def _apply(self, conn: Connection, events: Sequence[LoggedEvent]) -> None:
         batch = _Batch(self, conn, self.clock.now_ms())
         batch.prefetch(events)
-        for event in events:
-            batch.apply(event)
+        for index, event in enumerate(events):
+            batch.apply(event, remaining=len(events) - index)
         batch.finish()
 
     def _one_by_one(self, events: Sequence[LoggedEvent]) -> int:
@@ -224,9 +224,7 @@ class _Batch:
         self.conn = conn
         self.now_ms = now_ms
         self.identities = IdentityStore(conn)
-        self.profiles = ProfileStore(
-            conn, lock_rows=not processor.db.is_sqlite, upsert=processor.db.upsert
-        )
+        self.profiles = ProfileStore(conn, processor.db)
         self.marks: list[tuple[int, int]] = []
         self.changes = BatchChanges()
         self._identifiers: dict[int, list[Identifier]] = {}
@@ -242,7 +240,9 @@ class _Batch:
         self.identities.prefetch(wanted)
         self.profiles.load(self.identities.owners(wanted).values())
 
-    def apply(self, event: LoggedEvent) -> None:
+    def apply(self, event: LoggedEvent, remaining: int = 1) -> None:
+        """Apply one event. `remaining`: events left in the batch, this one included (new
+        profiles reserve ids for that many at most)."""
         payload = event.payload
         found = self._identifiers.get(event.seq)
         if found is None:
@@ -260,7 +260,7 @@ class _Batch:
                 self._merge(survivor, plan.absorbed, event, [*found, *alias_previous])
             state = self.profiles.get(survivor)
         else:
-            state = self.profiles.create(event.timestamp_ms)
+            state = self.profiles.create(event.timestamp_ms, remaining)
 
         for ident in plan.attach:
             self.identities.attach(state.id, ident, event.timestamp_ms, event.source_id)
@@ -354,7 +354,7 @@ class _Batch:
     def flush(self) -> None:
         self.identities.flush()
         self.profiles.flush(self.now_ms)
-        event_log.mark_applied(self.conn, self.marks, self.now_ms)
+        event_log.mark_applied(self.p.db, self.conn, self.marks, self.now_ms)
         self.marks = []
 
     def finish(self) -> None:

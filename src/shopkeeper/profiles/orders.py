@@ -9,7 +9,7 @@ keeps them exact whatever order the events arrive in; computing deltas would not
 Entry fields (short names: a profile may keep hundreds):
     st    "live" (completed), "pending" (seen only through updates or refunds so far,
           not yet counted) or "cancelled" (kept so a late Completed cannot revive it)
-    at    when it was completed (pending/cancelled: first seen), ISO
+    at    earliest time of its events (for a completed order, its completion), ISO
     amt   order value in cents of the order's currency, or None when no event gave one
     vt    time of the event that set `amt` (newest wins)
     cur   the currency the newest of its events named (any order event, refunds too),
@@ -19,7 +19,10 @@ Entry fields (short names: a profile may keep hundreds):
     ref   cents refunded by partial refunds; `rall` true once fully refunded
     rn    number of refund events
     n     number of product lines
-    cd    an Order Completed was seen (so its products are scored only once)
+    cats  categories of its product lines (one per line), for favorite_category
+    pt    time of the event that gave `n` and `cats`
+    cd    an Order Completed was seen: its lines count as purchases (even if it is
+          cancelled later: the interest was real)
 
 Entries beyond config.orders_limit are dropped oldest first; their share of the totals
 moves to `c["_orders_rest"]` so the totals stay whole, but a dropped order can no longer
@@ -28,9 +31,11 @@ be updated, cancelled or refunded.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from shopkeeper.profiles.model import EventView
+from shopkeeper.profiles.shopping import PURCHASE_WEIGHT
 from shopkeeper.profiles.values import (
     ID_LIMIT,
     Settings,
@@ -55,6 +60,7 @@ def _new_rest() -> dict[str, Any]:
         "max": None,
         "first_at": None,
         "last_at": None,
+        "bought": {},
     }
 
 
@@ -76,16 +82,9 @@ def _refund_amount(props: dict[str, Any]) -> int | None:
     return products_cents(props.get("products"))
 
 
-def _products_count(props: dict[str, Any]) -> int | None:
-    products = props.get("products")
-    if not isinstance(products, list):
-        return None
-    return sum(1 for item in products if isinstance(item, dict))
-
-
 def _new_entry(status: str, at: str) -> dict[str, Any]:
     return {"st": status, "at": at, "amt": None, "vt": "", "cur": None, "ct": "", "ref": 0,
-            "rall": False, "rn": 0, "n": 0, "cd": False}  # fmt: skip
+            "rall": False, "rn": 0, "n": 0, "cats": [], "pt": "", "cd": False}  # fmt: skip
 
 
 def _set_currency(entry: dict[str, Any], props: dict[str, Any], at: str) -> None:
@@ -96,16 +95,20 @@ def _set_currency(entry: dict[str, Any], props: dict[str, Any], at: str) -> None
 
 
 def _set_value(entry: dict[str, Any], props: dict[str, Any], at: str) -> None:
-    """Take this event's value and lines when it is the newest to give a value."""
+    """Take this event's currency, value and lines, each when it is the newest to give
+    one (an update may carry products without amounts, or an amount alone)."""
     _set_currency(entry, props, at)
     amount = _order_amount(props)
-    if amount is None or at < entry["vt"]:
-        return
-    entry["amt"] = amount
-    entry["vt"] = at
-    count = _products_count(props)
-    if count is not None:
-        entry["n"] = count
+    if amount is not None and at >= entry["vt"]:
+        entry["amt"] = amount
+        entry["vt"] = at
+    products = props.get("products")
+    if isinstance(products, list) and at >= entry["pt"]:
+        lines = [item for item in products if isinstance(item, dict)]
+        categories = (as_text(item.get("category")) for item in lines)
+        entry["n"] = len(lines)
+        entry["cats"] = [category for category in categories if category]
+        entry["pt"] = at
 
 
 def _order_key(ev: EventView) -> str | None:
@@ -115,38 +118,34 @@ def _order_key(ev: EventView) -> str | None:
     return order_id
 
 
-def order_completed(c: dict[str, Any], ev: EventView, s: Settings) -> bool:
-    """Record a completed order. True the first time this order is completed, even if a
-    cancellation arrived first: the caller scores the bought products once, whatever the
-    arrival order."""
+def _entry(c: dict[str, Any], key: str, status: str, at: str) -> dict[str, Any]:
+    """The ledger entry for `key`, created with `status` when new."""
     orders: dict[str, Any] = c.setdefault("_orders", {})
-    key = _order_key(ev) or _ANONYMOUS_PREFIX + ev.message_id
     entry = orders.get(key)
     if entry is None:
-        entry = orders[key] = _new_entry("live", ev.timestamp)
-    elif entry["st"] == "pending":
+        entry = orders[key] = _new_entry(status, at)
+    else:
+        # The earliest time of any of its events, so arrival order cannot change it.
+        entry["at"] = min(entry["at"], at)
+    return entry
+
+
+def order_completed(c: dict[str, Any], ev: EventView, s: Settings) -> None:
+    key = _order_key(ev) or _ANONYMOUS_PREFIX + ev.message_id
+    entry = _entry(c, key, "live", ev.timestamp)
+    if entry["st"] == "pending":
         entry["st"] = "live"
-        entry["at"] = ev.timestamp
-    elif entry["st"] == "live":
-        entry["at"] = min(entry["at"], ev.timestamp)
-    if entry["st"] == "live":
-        _set_value(entry, ev.properties, ev.timestamp)
-    first = not entry["cd"]
+    # Cancelled orders keep their latest version too: their lines still score.
+    _set_value(entry, ev.properties, ev.timestamp)
     entry["cd"] = True
     _finish(c, s)
-    return first
 
 
 def order_updated(c: dict[str, Any], ev: EventView, s: Settings) -> None:
     key = _order_key(ev)
     if key is None:
         return
-    orders: dict[str, Any] = c.setdefault("_orders", {})
-    entry = orders.get(key)
-    if entry is None:
-        entry = orders[key] = _new_entry("pending", ev.timestamp)
-    if entry["st"] != "cancelled":
-        _set_value(entry, ev.properties, ev.timestamp)
+    _set_value(_entry(c, key, "pending", ev.timestamp), ev.properties, ev.timestamp)
     _finish(c, s)
 
 
@@ -156,14 +155,7 @@ def order_cancelled(c: dict[str, Any], ev: EventView, s: Settings) -> None:
     key = _order_key(ev)
     if key is None:
         return
-    orders: dict[str, Any] = c.setdefault("_orders", {})
-    entry = orders.get(key)
-    if entry is None:
-        orders[key] = _new_entry("cancelled", ev.timestamp)
-    elif entry["st"] != "cancelled":
-        entry["st"] = "cancelled"
-    else:
-        return
+    _entry(c, key, "cancelled", ev.timestamp)["st"] = "cancelled"
     _finish(c, s)
 
 
@@ -173,10 +165,7 @@ def order_refunded(c: dict[str, Any], ev: EventView, s: Settings) -> None:
         c.setdefault("_orders_rest", _new_rest())["refunds"] += 1
         _finish(c, s)
         return
-    orders: dict[str, Any] = c.setdefault("_orders", {})
-    entry = orders.get(key)
-    if entry is None:
-        entry = orders[key] = _new_entry("pending", ev.timestamp)
+    entry = _entry(c, key, "pending", ev.timestamp)
     entry["rn"] += 1
     # Refunds are paid in the order's currency; one naming a currency names the order's.
     _set_currency(entry, ev.properties, ev.timestamp)
@@ -190,6 +179,12 @@ def order_refunded(c: dict[str, Any], ev: EventView, s: Settings) -> None:
 
 def _accumulate(acc: dict[str, Any], entry: dict[str, Any], s: Settings) -> None:
     acc["refunds"] += entry["rn"]
+    if entry["cd"]:
+        bought: dict[str, list[Any]] = acc["bought"]
+        for category in entry["cats"]:
+            score = bought.setdefault(category, [0, entry["at"]])
+            score[0] += PURCHASE_WEIGHT
+            score[1] = max(score[1], entry["at"])
     if entry["st"] == "cancelled":
         acc["cancelled"] += 1
         return
@@ -204,15 +199,15 @@ def _accumulate(acc: dict[str, Any], entry: dict[str, Any], s: Settings) -> None
     gross = entry["amt"] or 0
     refunded = gross if entry["rall"] else min(entry["ref"], gross)
     currency = entry["cur"] or s.shop_currency
-    net = s.to_shop(gross - refunded, currency)
-    if net is None:
+    rate = s.rates.get(currency)
+    if rate is None:
         unconverted = acc["unconverted"]
         unconverted[currency] = unconverted.get(currency, 0) + gross - refunded
         return
     acc["priced"] += 1
-    acc["cents"] += net
-    acc["refunded"] += s.to_shop(refunded, currency) or 0
-    value = s.to_shop(gross, currency) or 0
+    acc["cents"] += round((gross - refunded) * rate)
+    acc["refunded"] += round(refunded * rate)
+    value = round(gross * rate)
     if acc["max"] is None or value > acc["max"]:
         acc["max"] = value
 
@@ -229,8 +224,7 @@ def _finish(c: dict[str, Any], s: Settings) -> None:
     acc = _new_rest()
     rest = c.get("_orders_rest")
     if rest is not None:
-        acc.update(rest)
-        acc["unconverted"] = dict(rest["unconverted"])
+        acc.update(copy.deepcopy(rest))
     newest: tuple[str, str] | None = None
     for key, entry in orders.items():
         _accumulate(acc, entry, s)
@@ -252,6 +246,7 @@ def _publish(
     c["refunds_count"] = acc["refunds"]
     c["refunded_revenue"] = acc["refunded"] / 100
     c["cancelled_count"] = acc["cancelled"]
+    c["_purchase_scores"] = acc["bought"]
     optional = {
         "average_order_value": round(acc["cents"] / acc["priced"]) / 100 if acc["priced"] else None,
         "max_order_value": acc["max"] / 100 if acc["max"] is not None else None,

@@ -53,7 +53,7 @@ cart_items_count            int|float: sum of quantities.
 cart_updated_at             str: last change; older snapshots/clears are ignored.
 cart_id                     str: the spec's cart_id, when sent; dropped on order.
 checkout_started_at         str: last Checkout Started; cleared by a later order.
-last_checkout_step          {step: int, completed: bool, at, shipping_method?,
+last_checkout_step          {step?: int, completed: bool, at, shipping_method?,
                             payment_method?}; cleared by a later order.
 payment_info_entered_at     str: last Payment Info Entered.
 product_views_count         int: Product Viewed events.
@@ -63,7 +63,8 @@ viewed_products             {product_id: {product_id, count, last_at, name?, cat
 viewed_categories           {category: {count, last_at}}: categories of viewed products
                             and of viewed product lists, capped likewise.
 favorite_category           str: highest score, views 1, cart adds 3, purchased product
-                            lines 5 (see shopping.py for why).
+                            lines 5 (see shopping.py for why); a cancelled order's lines
+                            still count. Ties: the more recent category.
 wishlist                    [{product fields..., added_at}] (Product Added to / Removed
                             from Wishlist; Wishlist Product Added to Cart leaves it).
 searches_count              int: Products Searched events.
@@ -115,8 +116,19 @@ _SESSIONS_KEPT = 16
 
 
 def _order_completed(c: dict[str, Any], ev: EventView, s: Settings) -> None:
-    first = orders.order_completed(c, ev, s)
-    shopping.after_order(c, ev, s, first)
+    orders.order_completed(c, ev, s)
+    shopping.after_order(c, ev, s)
+    shopping.refresh_favorite(c)
+
+
+def _rescoring(handler: Handler) -> Handler:
+    """Order events can change purchase scores, so the favourite category is re-picked."""
+
+    def handle(c: dict[str, Any], ev: EventView, s: Settings) -> None:
+        handler(c, ev, s)
+        shopping.refresh_favorite(c)
+
+    return handle
 
 
 _TRACK_HANDLERS: dict[str, Handler] = {
@@ -131,9 +143,9 @@ _TRACK_HANDLERS: dict[str, Handler] = {
     "Checkout Step Completed": shopping.checkout_step_completed,
     "Payment Info Entered": shopping.payment_info_entered,
     "Order Completed": _order_completed,
-    "Order Updated": orders.order_updated,
-    "Order Cancelled": orders.order_cancelled,
-    "Order Refunded": orders.order_refunded,
+    "Order Updated": _rescoring(orders.order_updated),
+    "Order Cancelled": _rescoring(orders.order_cancelled),
+    "Order Refunded": _rescoring(orders.order_refunded),
     "Product Added to Wishlist": shopping.wishlist_added,
     "Product Removed from Wishlist": shopping.wishlist_removed,
     "Wishlist Product Added to Cart": shopping.product_added,

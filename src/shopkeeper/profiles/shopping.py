@@ -29,8 +29,8 @@ from shopkeeper.profiles.values import (
 )
 
 # favorite_category weights: a purchase says more than a cart add, which says more than a
-# look. Purchases count per product line, not per unit, so one bulk order of socks does
-# not outweigh months of browsing.
+# look. Purchases count per product line of an order's latest version, not per unit, so
+# one bulk order of socks does not outweigh months of browsing.
 VIEW_WEIGHT = 1
 CART_WEIGHT = 3
 PURCHASE_WEIGHT = 5
@@ -115,9 +115,11 @@ def replace_cart(c: dict[str, Any], ev: EventView, s: Settings) -> None:
 
     A snapshot older than the cart's last change would undo newer adds, so it is skipped.
     """
+    if ev.timestamp < c.get("cart_updated_at", ""):
+        return
     _set_cart_id(c, ev.properties)
     products = ev.properties.get("products")
-    if not isinstance(products, list) or ev.timestamp < c.get("cart_updated_at", ""):
+    if not isinstance(products, list):
         return
     c["cart"] = []
     for product in read_products(products):
@@ -169,11 +171,32 @@ def wishlist_removed(c: dict[str, Any], ev: EventView, s: Settings) -> None:
 # -- browsing ---------------------------------------------------------------------------
 
 
-def add_category_score(c: dict[str, Any], category: str, weight: int, at: str, s: Settings) -> None:
-    """Raise a category's score and keep `favorite_category` on the best one.
+def _category_rank(c: dict[str, Any], category: str) -> tuple[int, str, str]:
+    """(score, last time, name): the favourite is the largest, so ties go to the more
+    recent, then to the name, and the pick never depends on dict order."""
+    looked = c.get("_category_scores", {}).get(category)
+    bought = c.get("_purchase_scores", {}).get(category)
+    score = (looked[0] if looked else 0) + (bought[0] if bought else 0)
+    at = max(looked[1] if looked else "", bought[1] if bought else "")
+    return (score, at, category)
 
-    Scores only grow, so comparing the changed category with the current favourite is
-    enough. Ties go to the more recent, then to the name, so the pick is deterministic.
+
+def refresh_favorite(c: dict[str, Any]) -> None:
+    """Recompute favorite_category from scratch (after order events, which can lower a
+    score; views and cart adds only raise one)."""
+    categories = {*c.get("_category_scores", {}), *c.get("_purchase_scores", {})}
+    if categories:
+        c["favorite_category"] = max(categories, key=lambda k: _category_rank(c, k))
+    else:
+        c.pop("favorite_category", None)
+
+
+def add_category_score(c: dict[str, Any], category: str, weight: int, at: str, s: Settings) -> None:
+    """Raise a category's look-and-cart score and keep `favorite_category` on the best.
+
+    Purchases are scored from the order ledger instead (orders.py), so that an order
+    re-sent with other products counts as its latest version. Only this category's score
+    grew, so comparing it with the current favourite is enough.
     """
     scores: dict[str, list[Any]] = c.setdefault("_category_scores", {})
     entry = scores.get(category)
@@ -181,14 +204,16 @@ def add_category_score(c: dict[str, Any], category: str, weight: int, at: str, s
         entry = scores[category] = [0, at]
     entry[0] += weight
     entry[1] = max(entry[1], at)
-    favorite = c.get("favorite_category")
-    best = scores.get(favorite) if favorite is not None else None
-    if best is None or (entry[0], entry[1], category) > (best[0], best[1], favorite):
-        c["favorite_category"] = category
     limit = max(s.config.recent_limit, 1)
-    while len(scores) > limit:
-        weakest = min(scores, key=lambda k: (scores[k][0], scores[k][1], k))
-        del scores[weakest]
+    if len(scores) > limit:
+        while len(scores) > limit:
+            weakest = min(scores, key=lambda k: (scores[k][0], scores[k][1], k))
+            del scores[weakest]
+        refresh_favorite(c)
+        return
+    favorite = c.get("favorite_category")
+    if favorite is None or _category_rank(c, category) > _category_rank(c, favorite):
+        c["favorite_category"] = category
 
 
 def _view_category(c: dict[str, Any], category: str, at: str, s: Settings) -> None:
@@ -218,12 +243,16 @@ def product_viewed(c: dict[str, Any], ev: EventView, s: Settings) -> None:
     entry = viewed.get(pid)
     if entry is None:
         entry = viewed[pid] = {"product_id": pid, "count": 0, "last_at": at}
-    entry["count"] += 1
+    count = entry["count"] + 1
     if at >= entry["last_at"]:
-        entry["last_at"] = at
+        # The product as its latest view showed it; merging fields from several views
+        # would depend on the order late events arrive in.
+        entry = viewed[pid] = {"product_id": pid, "count": count, "last_at": at}
         for key in _VIEWED_FIELDS:
             if key in product:
                 entry[key] = product[key]
+    else:
+        entry["count"] = count
     if len(viewed) > s.config.recent_limit:
         cap_by_recency(viewed, s.config.recent_limit, "last_at")
     category = product.get("category")
@@ -372,18 +401,12 @@ def payment_info_entered(c: dict[str, Any], ev: EventView, s: Settings) -> None:
     set_latest(c, "payment_info_entered_at", ev.timestamp, ev.timestamp)
 
 
-def after_order(c: dict[str, Any], ev: EventView, s: Settings, first: bool) -> None:
+def after_order(c: dict[str, Any], ev: EventView, s: Settings) -> None:
     """What a completed order does to the shopping state: the cart and the checkout are
-    done; its coupon was used; its categories were bought (scored at the order's first
-    Completed, and kept if it is later cancelled: the interest was real)."""
+    done, and its coupon was used."""
     empty_cart(c, ev, s)
     set_latest(c, "checkout_started_at", None, ev.timestamp)
     set_latest(c, "last_checkout_step", None, ev.timestamp)
     code = as_text(ev.properties.get("coupon"), ID_LIMIT)
     if code is not None:
         remember_coupon(c, code, ev.timestamp, s)
-    if first:
-        for product in read_products(ev.properties.get("products")):
-            category = product.get("category")
-            if category:
-                add_category_score(c, category, PURCHASE_WEIGHT, ev.timestamp, s)

@@ -17,6 +17,10 @@ from sqlalchemy.engine import Connection
 from shopkeeper.profiles.model import ConsentChange
 from shopkeeper.profiles.traits import merge_traits
 from shopkeeper.storage import tables as t
+from shopkeeper.storage.db import Database
+
+# New profiles reserve their ids in blocks and are inserted in one executemany on flush.
+_ID_BLOCK = 500
 
 
 class StaleProfile(Exception):
@@ -73,10 +77,13 @@ _save = (
 
 
 class ProfileStore:
-    def __init__(self, conn: Connection, *, lock_rows: bool, upsert: Callable[..., Any]) -> None:
+    def __init__(self, conn: Connection, db: Database) -> None:
         self.conn = conn
-        self.lock_rows = lock_rows
-        self._upsert_consent = upsert(
+        self.db = db
+        self.lock_rows = not db.is_sqlite
+        self._ids: list[int] = []
+        self._reserved_top = 0
+        self._upsert_consent = db.upsert(
             t.consents,
             ["profile_id", "channel", "purpose"],
             ["granted", "updated_at", "source", "via", "message_id"],
@@ -114,20 +121,16 @@ class ProfileStore:
                 raise StaleProfile(f"profile {profile_id} is gone")
         return state
 
-    def create(self, at_ms: int) -> ProfileState:
-        profile_id = self.conn.execute(
-            t.profiles.insert()
-            .values(
-                created_at=at_ms,
-                updated_at=at_ms,
-                is_known=False,
-                traits={},
-                trait_times={},
-                computed={},
+    def create(self, at_ms: int, expected: int = 1) -> ProfileState:
+        """A new, empty profile; written on flush. `expected`: how many more may follow
+        in this transaction (ids are reserved in blocks)."""
+        if not self._ids:
+            self._ids = self.db.allocate_ids(
+                self.conn, t.profiles, max(1, min(expected, _ID_BLOCK)), self._reserved_top
             )
-            .returning(t.profiles.c.id)
-        ).scalar_one()
-        state = ProfileState(int(profile_id), at_ms, {}, {}, {}, False, None, dirty=True, new=True)
+            self._reserved_top = max(self._reserved_top, self._ids[-1])
+        profile_id = self._ids.pop(0)
+        state = ProfileState(profile_id, at_ms, {}, {}, {}, False, None, dirty=True, new=True)
         self._profiles[state.id] = state
         self._consents[state.id] = {}
         return state
@@ -234,7 +237,26 @@ class ProfileStore:
     def flush(self, now_ms: int) -> list[int]:
         """Write changed profiles and consents; returns the ids of changed profiles."""
         dirty = [state for state in self._profiles.values() if state.dirty]
-        if dirty:
+        created = [state for state in dirty if state.new]
+        if created:
+            self.conn.execute(
+                t.profiles.insert(),
+                [
+                    {
+                        "id": state.id,
+                        "created_at": state.created_at,
+                        "updated_at": now_ms,
+                        "is_known": state.is_known,
+                        "display_name": _name(state.display_name),
+                        "traits": state.traits,
+                        "trait_times": state.trait_times,
+                        "computed": state.computed,
+                    }
+                    for state in created
+                ],
+            )
+        updated = [state for state in dirty if not state.new]
+        if updated:
             self.conn.execute(
                 _save,
                 [
@@ -244,15 +266,15 @@ class ProfileStore:
                         "b_times": state.trait_times,
                         "b_computed": state.computed,
                         "b_known": state.is_known,
-                        "b_name": (state.display_name or None) and state.display_name[:500],
+                        "b_name": _name(state.display_name),
                         "b_at": now_ms,
                     }
-                    for state in dirty
+                    for state in updated
                 ],
             )
-            for state in dirty:
-                state.dirty = False
-                state.new = False
+        for state in dirty:
+            state.dirty = False
+            state.new = False
         rows = []
         for profile_id, consents in self._consents.items():
             for (channel, purpose), consent in consents.items():
@@ -273,3 +295,7 @@ class ProfileStore:
         if rows:
             self.conn.execute(self._upsert_consent, rows)
         return [state.id for state in dirty]
+
+
+def _name(value: str | None) -> str | None:
+    return value[:500] if value else None
