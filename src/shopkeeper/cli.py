@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -47,7 +48,13 @@ def _settings(database_url: str | None = None, **overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if database_url:
         values["database_url"] = database_url
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SHOPKEEPER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"bad setting: {problems}") from None
 
 
 def _fail(message: str) -> typer.Exit:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_IDENTITY_LIMITS: dict[str, int] = {
@@ -60,6 +60,16 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @field_validator("identity_limits")
+    @classmethod
+    def _keep_default_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        # Setting one limit must not drop the others (losing user_id: 1 would let two
+        # people with different user ids merge).
+        for type_, limit in value.items():
+            if limit < 1:
+                raise ValueError(f"the limit for {type_} must be at least 1")
+        return {**DEFAULT_IDENTITY_LIMITS, **value}
 
 
 @lru_cache(maxsize=1)

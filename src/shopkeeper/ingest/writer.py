@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from shopkeeper.ingest.spec import Accepted
 from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database, json_dumps
 
@@ -237,7 +238,7 @@ class EventWriter:
             item.event.set()
 
 
-def event_row(accepted: Any, source_id: int, received_ms: int) -> dict[str, Any]:
+def event_row(accepted: Accepted, source_id: int, received_ms: int) -> dict[str, Any]:
     return {
         "source_id": source_id,
         "message_id": accepted.message_id,

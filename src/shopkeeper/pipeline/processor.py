@@ -65,13 +65,9 @@ class BatchHook(Protocol):
     def after_batch(self, conn: Connection, changes: BatchChanges, now_ms: int) -> None: ...
 
 
-class _Transient(Exception):
-    """A conflict with another transaction: retry the whole batch."""
-
-
 def _is_poison(exc: BaseException) -> bool:
     """Whether the event itself is the problem (retrying will not help)."""
-    if isinstance(exc, StaleProfile | _Transient):
+    if isinstance(exc, StaleProfile):
         return False
     if isinstance(exc, sa.exc.DataError):
         return True  # the database refuses the content (a value it cannot store)
