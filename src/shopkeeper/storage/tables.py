@@ -168,3 +168,138 @@ meta = sa.Table(
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# -- catalog ------------------------------------------------------------------------------
+
+products = sa.Table(
+    "products",
+    metadata,
+    # The shop's own product id (what events carry as properties.product_id).
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("sku", sa.String(200), nullable=True),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    # A path, most general first: "Home > Living room > Sofas".
+    sa.Column("category", sa.String(500), nullable=True),
+    sa.Column("brand", sa.String(200), nullable=True),
+    sa.Column("price", sa.Float, nullable=True),
+    sa.Column("sale_price", sa.Float, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    # None: stock is not tracked for this product.
+    sa.Column("stock_quantity", sa.Integer, nullable=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("image_url", sa.Text, nullable=True),
+    sa.Column("attributes", Json, nullable=False),
+    # {locale: {"name": ..., "url": ...}}
+    sa.Column("locales", Json, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_products_sku", "sku"),
+    sa.Index("ix_products_category", "category"),
+    sa.Index("ix_products_brand", "brand"),
+)
+
+# Stock and price changes, for journeys to trigger on (Product Back In Stock, Product
+# Price Dropped, Product Low Stock, Product Out Of Stock).
+catalog_events = sa.Table(
+    "catalog_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("details", Json, nullable=False),
+    sa.Index("ix_catalog_events_at", "at"),
+    sa.Index("ix_catalog_events_product_id", "product_id"),
+)
+
+# Per product and day (days since 1970-01-01 UTC), kept by the pipeline.
+product_stats = sa.Table(
+    "product_stats",
+    metadata,
+    sa.Column("product_id", sa.String(200), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("views", sa.Integer, nullable=False),
+    sa.Column("cart_adds", sa.Integer, nullable=False),
+    sa.Column("orders", sa.Integer, nullable=False),
+    sa.Column("units", sa.Float, nullable=False),
+    sa.Column("revenue", sa.Float, nullable=False),
+)
+
+# -- imports ------------------------------------------------------------------------------
+
+imports = sa.Table(
+    "imports",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # customers, orders, products
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("filename", sa.String(500), nullable=False),
+    # running, done, failed
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    sa.Column("bytes_total", sa.BigInteger, nullable=True),
+    sa.Column("bytes_read", sa.BigInteger, nullable=False),
+    sa.Column("rows_read", sa.BigInteger, nullable=False),
+    sa.Column("imported", sa.BigInteger, nullable=False),
+    sa.Column("duplicates", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    # The first rejected rows: [{"line": n, "reason": "..."}]
+    sa.Column("errors", Json, nullable=False),
+    sa.Column("options", Json, nullable=False),
+    sa.Column("message", sa.Text, nullable=True),
+)
+
+# -- privacy and administration -----------------------------------------------------------
+
+# Identifiers of erased people, hashed: events carrying them are dropped.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("type", sa.String(100), primary_key=True),
+    sa.Column("value_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    # "admin key 3 (ops)", "user ana@shop.example", "cli"
+    sa.Column("actor", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    # What it acted on, never personal data (a profile id, an import id, a key id).
+    sa.Column("target", sa.String(300), nullable=True),
+    sa.Column("details", Json, nullable=False),
+    sa.Index("ix_audit_log_at", "at"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("password_hash", sa.String(300), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_login_at", sa.BigInteger, nullable=True),
+    sa.Column("disabled_at", sa.BigInteger, nullable=True),
+)
+
+# Admin UI sessions, server-side so that logout and disabling a user end them at once.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    # SHA-256 of the cookie's token.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("csrf_token", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_ui_sessions_user_id", "user_id"),
+)
