@@ -32,7 +32,9 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_admin_key(db: Database, name: str, now_ms: int) -> tuple[str, AdminKey]:
+def create_admin_key(
+    db: Database, name: str, now_ms: int, actor: str = "cli"
+) -> tuple[str, AdminKey]:
     name = name.strip()
     if not name or len(name) > 200:
         raise AdminKeyError("A key name is 1 to 200 characters.")
@@ -44,6 +46,7 @@ def create_admin_key(db: Database, name: str, now_ms: int) -> tuple[str, AdminKe
             .values(name=name, key_hash=_hash(key), key_prefix=prefix, created_at=now_ms)
             .returning(t.admin_keys.c.id)
         ).scalar_one()
+        _audit(conn, now_ms, actor, "admin_key.create", key_id, {"name": name})
     return key, AdminKey(int(key_id), name, prefix, now_ms, None)
 
 
@@ -83,12 +86,24 @@ def list_admin_keys(db: Database) -> list[AdminKey]:
     return [AdminKey(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
 
 
-def revoke_admin_key(db: Database, key_id: int, now_ms: int) -> None:
+def revoke_admin_key(db: Database, key_id: int, now_ms: int, actor: str = "cli") -> None:
     with db.write() as conn:
         result = conn.execute(
             t.admin_keys.update()
             .where(t.admin_keys.c.id == key_id, t.admin_keys.c.revoked_at.is_(None))
             .values(revoked_at=now_ms)
         )
-    if result.rowcount == 0:
-        raise AdminKeyError(f"No active admin key with id {key_id}.")
+        if result.rowcount == 0:
+            raise AdminKeyError(f"No active admin key with id {key_id}.")
+        _audit(conn, now_ms, actor, "admin_key.revoke", key_id, {})
+
+
+def _audit(
+    conn: sa.Connection, at_ms: int, actor: str, action: str, key_id: int, details: dict[str, str]
+) -> None:
+    # The audit module imports AdminKey from here; importing it lazily avoids a cycle.
+    from shopkeeper.admin import audit
+
+    audit.record(
+        conn, at_ms=at_ms, actor=actor, action=action, target=f"admin key {key_id}", details=details
+    )

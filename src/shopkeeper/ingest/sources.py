@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shopkeeper.admin import audit
 from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database
 
@@ -60,7 +61,9 @@ _COLUMNS = (
 )
 
 
-def create_source(db: Database, name: str, kind: str, now_ms: int) -> Source:
+def create_source(
+    db: Database, name: str, kind: str, now_ms: int, actor: str = audit.CLI
+) -> Source:
     name = name.strip()
     if not _NAME.match(name):
         raise SourceError(
@@ -78,6 +81,14 @@ def create_source(db: Database, name: str, kind: str, now_ms: int) -> Source:
             .values(name=name, kind=kind, write_key=key, created_at=now_ms)
             .returning(t.sources.c.id)
         ).scalar_one()
+        audit.record(
+            conn,
+            at_ms=now_ms,
+            actor=actor,
+            action="source.create",
+            target=f"source {source_id}",
+            details={"name": name, "kind": kind},
+        )
     return Source(int(source_id), name, kind, key, now_ms, None)
 
 
@@ -107,7 +118,7 @@ def list_sources(db: Database) -> list[Source]:
     return [_row(row) for row in rows]
 
 
-def revoke_source(db: Database, name: str, now_ms: int) -> Source:
+def revoke_source(db: Database, name: str, now_ms: int, actor: str = audit.CLI) -> Source:
     with db.write() as conn:
         result = conn.execute(
             t.sources.update()
@@ -116,6 +127,9 @@ def revoke_source(db: Database, name: str, now_ms: int) -> Source:
         )
         if result.rowcount == 0:
             raise SourceError(f"No active source named {name!r}.")
+        audit.record(
+            conn, at_ms=now_ms, actor=actor, action="source.revoke", details={"name": name}
+        )
     found = get_source_by_name(db, name)
     assert found is not None
     return found

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from shopkeeper.admin import audit
 from shopkeeper.admin.auth import Admin
 from shopkeeper.errors import ApiError
 from shopkeeper.ingest import sources
@@ -65,10 +66,12 @@ def list_sources(request: Request, _admin: Admin) -> dict[str, Any]:
     responses={409: {"description": "A source with that name exists"}},
     summary="Create a source and its write key",
 )
-def create_source(request: Request, _admin: Admin, body: SourceIn) -> dict[str, Any]:
+def create_source(request: Request, admin: Admin, body: SourceIn) -> dict[str, Any]:
     services = _services(request)
     try:
-        created = sources.create_source(services.db, body.name, body.kind, services.clock.now_ms())
+        created = sources.create_source(
+            services.db, body.name, body.kind, services.clock.now_ms(), audit.key_actor(admin)
+        )
     except sources.SourceError as exc:
         status = 409 if "already exists" in str(exc) else 422
         raise ApiError(status, "invalid_source", str(exc), "name") from None
@@ -81,10 +84,12 @@ def create_source(request: Request, _admin: Admin, body: SourceIn) -> dict[str, 
     responses={404: {"description": "No active source with that name"}},
     summary="Revoke a source's write key (events with it are refused within seconds)",
 )
-def revoke_source(request: Request, _admin: Admin, name: str) -> dict[str, Any]:
+def revoke_source(request: Request, admin: Admin, name: str) -> dict[str, Any]:
     services = _services(request)
     try:
-        revoked = sources.revoke_source(services.db, name, services.clock.now_ms())
+        revoked = sources.revoke_source(
+            services.db, name, services.clock.now_ms(), audit.key_actor(admin)
+        )
     except sources.SourceError as exc:
         raise ApiError(404, "not_found", str(exc), "name") from None
     return _out(revoked)
