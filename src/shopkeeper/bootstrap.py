@@ -12,10 +12,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from shopkeeper import __version__
+from shopkeeper.admin import api as audit_api
+from shopkeeper.catalog import api as catalog_api
+from shopkeeper.catalog.stats import ProductStatsHook
 from shopkeeper.clock import Clock, SystemClock
 from shopkeeper.config import Settings
 from shopkeeper.errors import install_error_handlers
 from shopkeeper.identity.identifiers import JunkFilter
+from shopkeeper.imports import api as imports_api
+from shopkeeper.imports import service as imports_service
 from shopkeeper.ingest import api as ingest_api
 from shopkeeper.ingest import log as event_log
 from shopkeeper.ingest import sources_api
@@ -24,11 +29,17 @@ from shopkeeper.ingest.spec import Limits, MessageValidator
 from shopkeeper.ingest.writer import EventWriter
 from shopkeeper.observability.metrics import Metrics
 from shopkeeper.pipeline import api as pipeline_api
-from shopkeeper.pipeline.processor import Processor
+from shopkeeper.pipeline.processor import BatchHook, Processor
 from shopkeeper.pipeline.worker import PipelineRunner
+from shopkeeper.privacy import api as privacy_api
 from shopkeeper.profiles import api as profiles_api
+from shopkeeper.segments.audiences import api as audiences_api
+from shopkeeper.segments.audiences import export_api as audience_export_api
+from shopkeeper.segments.scores import api as scores_api
+from shopkeeper.segments.scores.lead_job import LeadScoreHook
 from shopkeeper.storage.db import Database
 from shopkeeper.storage.migrate import SchemaOutOfDate, ensure_schema, open_database
+from shopkeeper.web.app import install as install_ui
 
 __all__ = ["SchemaOutOfDate", "Services", "build_services", "create_app", "ensure_schema"]
 
@@ -50,7 +61,11 @@ class Services:
 def make_processor(
     db: Database, settings: Settings, clock: Clock, metrics: Metrics | None
 ) -> Processor:
-    return Processor(db, settings, clock, metrics)
+    hooks: list[BatchHook] = [
+        ProductStatsHook.from_settings(settings),
+        LeadScoreHook.from_settings(settings),
+    ]
+    return Processor(db, settings, clock, metrics, hooks=hooks)
 
 
 def build_services(
@@ -101,6 +116,7 @@ def create_app(services: Services) -> FastAPI:
         services.writer.start()
         if services.runner is not None:
             services.runner.start()
+        imports_service.allow_background_imports()
         # The framework's long-lived objects (about 120k) would otherwise be scanned by
         # every full collection, in 40-70 ms pauses that set the ingest p99.
         gc.collect()
@@ -108,8 +124,10 @@ def create_app(services: Services) -> FastAPI:
         try:
             yield
         finally:
-            # In-flight requests are answered before this runs; stop the pipeline after
-            # its current batch, then write whatever the writer still holds.
+            # In-flight requests are answered before this runs. Background imports stop
+            # at their next chunk and record that they were interrupted; the pipeline
+            # stops after its current batch; the writer writes whatever it still holds.
+            imports_service.stop_background_imports()
             if services.runner is not None:
                 services.runner.stop()
             services.writer.stop()
@@ -128,8 +146,16 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ingest_api.router)
     app.include_router(profiles_api.router)
+    app.include_router(privacy_api.router)
     app.include_router(pipeline_api.router)
     app.include_router(sources_api.router)
+    app.include_router(imports_api.router)
+    app.include_router(catalog_api.router)
+    app.include_router(audit_api.router)
+    app.include_router(scores_api.router)
+    app.include_router(audiences_api.router)
+    app.include_router(audience_export_api.router)
+    install_ui(app)
 
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")
     def healthz(request: Request) -> JSONResponse:

@@ -5,19 +5,25 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from shopkeeper import __version__
+from shopkeeper.clikit import (
+    DatabaseOption,
+    console,
+    database_errors,
+    fail,
+    load_settings,
+    open_db,
+)
 from shopkeeper.clock import SystemClock
-from shopkeeper.config import Settings
+from shopkeeper.demo.cli import demo_command
+from shopkeeper.imports.cli import import_app
+from shopkeeper.privacy.cli import profiles_app
+from shopkeeper.web.users_cli import users_app
 
 app = typer.Typer(
     help="Shopkeeper: customer data and personalization for online shops.",
@@ -30,62 +36,10 @@ keys_app = typer.Typer(help="Admin API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sources_app, name="sources")
 app.add_typer(keys_app, name="keys")
-
-console = Console()
-err = Console(stderr=True)
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="Database URL (default: SHOPKEEPER_DATABASE_URL, else sqlite:///shopkeeper.db).",
-        show_default=False,
-    ),
-]
-
-
-def _settings(database_url: str | None = None, **overrides: Any) -> Settings:
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if database_url:
-        values["database_url"] = database_url
-    try:
-        return Settings(**values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"SHOPKEEPER_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        raise _fail(f"bad setting: {problems}") from None
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
-    return typer.Exit(1)
-
-
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    """What an operator can get wrong about the database (a bad URL, a server that does
-    not answer, a schema this version does not know) as one line, not a traceback."""
-    from alembic.util import CommandError
-    from sqlalchemy.exc import OperationalError
-
-    from shopkeeper.storage.migrate import SchemaOutOfDate
-
-    try:
-        yield
-    except (SchemaOutOfDate, ValueError, CommandError) as exc:
-        raise _fail(str(exc)) from None
-    except OperationalError as exc:
-        raise _fail(f"cannot use the database: {exc.orig}") from None
-
-
-def _database(settings: Settings, *, create_if_empty: bool = True) -> Any:
-    from shopkeeper.storage.migrate import ensure_schema, open_database
-
-    with _database_errors():
-        db = open_database(settings)
-        ensure_schema(db, create_if_empty=create_if_empty)
-    return db
+app.add_typer(import_app, name="import")
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(users_app, name="users")
+app.command("demo")(demo_command)
 
 
 @app.command()
@@ -109,8 +63,8 @@ def serve(
 
     from shopkeeper.bootstrap import build_services, create_app
 
-    settings = _settings(database_url, host=host, port=port)
-    db = _database(settings)
+    settings = load_settings(database_url, host=host, port=port)
+    db = open_db(settings)
     services = build_services(settings, db=db, run_worker=worker)
     application = create_app(services)
     console.print(
@@ -135,8 +89,8 @@ def worker_command(
     from shopkeeper.bootstrap import make_processor
     from shopkeeper.pipeline.worker import PipelineRunner
 
-    settings = _settings(database_url)
-    db = _database(settings, create_if_empty=False)
+    settings = load_settings(database_url)
+    db = open_db(settings, create_if_empty=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     processor = make_processor(db, settings, SystemClock(), None)
     if once:
@@ -154,49 +108,14 @@ def worker_command(
     runner.run()
 
 
-@app.command()
-def demo(
-    database: Annotated[
-        str, typer.Option(help="SQLite file for the demo store (recreated each run).")
-    ] = "shopkeeper-demo.db",
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    serve_after: Annotated[
-        bool, typer.Option("--serve/--no-serve", help="Serve the demo store when it is ready.")
-    ] = True,
-) -> None:
-    """A fresh demo store on the embedded database, served on localhost."""
-    from pathlib import Path
-
-    from shopkeeper.admin.keys import create_admin_key
-    from shopkeeper.ingest.sources import create_source
-
-    path = Path(database)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    url = f"sqlite:///{path}"
-    settings = _settings(url, host=host, port=port)
-    db = _database(settings)
-    now = SystemClock().now_ms()
-    source = create_source(db, "demo web shop", "web", now)
-    key, _ = create_admin_key(db, "demo", now)
-    console.print(f"demo store in {path}")
-    console.print(f"  write key (tracking API, /v1/*): {source.write_key}")
-    console.print(f"  admin key (admin API, /api/*):   {key}")
-    console.print(f"  API documentation:               http://{host}:{port}/docs")
-    db.dispose()
-    if serve_after:
-        serve(database_url=url, host=host, port=port)
-
-
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Apply pending schema migrations."""
     from shopkeeper.storage import migrate
     from shopkeeper.storage.migrate import open_database
 
-    with _database_errors():
-        db = open_database(_settings(database_url))
+    with database_errors():
+        db = open_database(load_settings(database_url))
         before = migrate.current_revision(db)
         migrate.check_known(before)
         migrate.upgrade(db)
@@ -213,8 +132,8 @@ def db_current(database_url: DatabaseOption = None) -> None:
     from shopkeeper.storage import migrate
     from shopkeeper.storage.migrate import open_database
 
-    with _database_errors():
-        db = open_database(_settings(database_url))
+    with database_errors():
+        db = open_database(load_settings(database_url))
         current = migrate.current_revision(db)
     console.print(f"database: {current or 'empty'}")
     console.print(f"code:     {migrate.head_revision()}")
@@ -231,11 +150,11 @@ def sources_create(
     """Create a source; prints its write key alone on the last line."""
     from shopkeeper.ingest.sources import SourceError, create_source
 
-    db = _database(_settings(database_url))
+    db = open_db(load_settings(database_url))
     try:
         source = create_source(db, name, kind, SystemClock().now_ms())
     except SourceError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"source [bold]{source.name}[/bold] ({source.kind}) created; its write key:")
     print(source.write_key)
 
@@ -245,7 +164,7 @@ def sources_list(database_url: DatabaseOption = None) -> None:
     """List sources and their write keys."""
     from shopkeeper.ingest.sources import list_sources
 
-    db = _database(_settings(database_url))
+    db = open_db(load_settings(database_url))
     table = Table("id", "name", "kind", "write key", "status")
     for source in list_sources(db):
         table.add_row(
@@ -263,11 +182,11 @@ def sources_revoke(name: str, database_url: DatabaseOption = None) -> None:
     """Revoke a source's write key."""
     from shopkeeper.ingest.sources import SourceError, revoke_source
 
-    db = _database(_settings(database_url))
+    db = open_db(load_settings(database_url))
     try:
         revoke_source(db, name, SystemClock().now_ms())
     except SourceError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"source {name} revoked")
 
 
@@ -279,11 +198,11 @@ def keys_create(
     """Create an admin API key; prints it alone on the last line (shown only once)."""
     from shopkeeper.admin.keys import AdminKeyError, create_admin_key
 
-    db = _database(_settings(database_url))
+    db = open_db(load_settings(database_url))
     try:
         key, record = create_admin_key(db, name, SystemClock().now_ms())
     except AdminKeyError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(
         f"admin key {record.id} ({record.name}) created; it is shown only now, keep it safe:"
     )
@@ -296,7 +215,7 @@ def keys_list(database_url: DatabaseOption = None) -> None:
     from shopkeeper.admin.keys import list_admin_keys
     from shopkeeper.timeutil import ms_to_iso
 
-    db = _database(_settings(database_url))
+    db = open_db(load_settings(database_url))
     table = Table("id", "name", "prefix", "created", "status")
     for key in list_admin_keys(db):
         table.add_row(
@@ -314,11 +233,11 @@ def keys_revoke(key_id: int, database_url: DatabaseOption = None) -> None:
     """Revoke an admin key by id."""
     from shopkeeper.admin.keys import AdminKeyError, revoke_admin_key
 
-    db = _database(_settings(database_url))
+    db = open_db(load_settings(database_url))
     try:
         revoke_admin_key(db, key_id, SystemClock().now_ms())
     except AdminKeyError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"admin key {key_id} revoked")
 
 

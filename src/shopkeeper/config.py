@@ -49,14 +49,32 @@ class Settings(BaseSettings):
     junk_identifiers: list[str] = Field(default_factory=list)
 
     session_timeout_minutes: int = 30
+    # A tracked product whose stock falls from above this to this or below (but not to 0)
+    # records a "Product Low Stock" catalog event.
+    low_stock_threshold: int = 5
+    # Lead score (docs/scores.md): points halve every this many days, and the score never
+    # exceeds the cap (points above it are dropped, not banked).
+    lead_score_half_life_days: float = Field(default=30.0, gt=0)
+    lead_score_cap: float = Field(default=100.0, gt=0)
 
     max_message_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
     max_batch_messages: int = 2500
+    # Largest file the admin API accepts for an import (the CLI reads files of any size).
+    max_upload_bytes: int = 100 * 1024 * 1024
 
     pipeline_batch_size: int = 500
     pipeline_idle_seconds: float = 0.2
     write_key_cache_seconds: float = 5.0
+
+    # Webhooks (audience syncs) may call private, loopback and link-local addresses. Off:
+    # an admin key must not be able to make the server call its own network.
+    webhook_allow_private: bool = False
+    # Audience syncs (docs/audiences.md): records per request, the first retry delay
+    # after a failure (doubling up to an hour), and the request timeout.
+    audience_sync_batch_size: int = Field(default=10_000, ge=1, le=100_000)
+    audience_sync_retry_seconds: int = Field(default=60, ge=1)
+    audience_sync_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
 
     host: str = "127.0.0.1"
     port: int = 8000

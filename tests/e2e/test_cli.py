@@ -131,6 +131,7 @@ def test_keys_create_opens_the_admin_api_and_revoke_closes_it(db_url: str, tmp_p
             "parked": 0,
             "lag_seconds": 0.0,
             "in_process_worker": False,
+            "suppressed": 0,
         }
 
         revoked = shopkeeper("keys", "revoke", key_id, database_url=db_url, cwd=tmp_path)

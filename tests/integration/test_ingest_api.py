@@ -392,3 +392,31 @@ def test_nul_characters_are_stored_without_breaking_the_log(db_url: str) -> None
         h.send("track", {"userId": "u", "event": "E", "properties": {"q": "a\u0000b"}})
         (row,) = stored(h)
         assert row.payload["properties"]["q"] == "ab"
+
+
+def test_analytics_js_short_paths(db_url: str) -> None:
+    with harness(db_url) as h:
+        for path, body in (
+            ("t", {"anonymousId": "a", "event": "E"}),
+            ("p", {"anonymousId": "a", "name": "Home"}),
+            ("i", {"anonymousId": "a", "userId": "u"}),
+            ("s", {"anonymousId": "a"}),
+            ("g", {"anonymousId": "a", "groupId": "g"}),
+            ("a", {"userId": "u", "previousId": "a"}),
+            ("b", {"batch": [{"type": "track", "anonymousId": "a", "event": "F"}]}),
+        ):
+            response = h.client.post(
+                f"/v1/{path}",
+                content=json.dumps({**body, "writeKey": h.write_key}).encode(),
+                headers={"Content-Type": "text/plain"},
+            )
+            assert response.status_code == 200, (path, response.text)
+        assert [row.type for row in stored(h)] == [
+            "track",
+            "page",
+            "identify",
+            "screen",
+            "group",
+            "alias",
+            "track",
+        ]

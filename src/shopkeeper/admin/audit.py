@@ -42,10 +42,18 @@ def record(
     )
 
 
-def recent(conn: Connection, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        sa.select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit).offset(offset)
-    ).all()
+def recent(
+    conn: Connection, limit: int = 100, offset: int = 0, action: str | None = None
+) -> list[dict[str, Any]]:
+    """Entries newest first; `action` keeps one kind (`profile.erase`) or, ending in a
+    dot, a family (`profile.`)."""
+    query = sa.select(t.audit_log)
+    if action:
+        if action.endswith("."):
+            query = query.where(t.audit_log.c.action.startswith(action, autoescape=True))
+        else:
+            query = query.where(t.audit_log.c.action == action)
+    rows = conn.execute(query.order_by(t.audit_log.c.id.desc()).limit(limit).offset(offset)).all()
     return [
         {
             "id": int(row.id),

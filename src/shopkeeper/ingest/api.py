@@ -362,15 +362,18 @@ def _route(kind: str, summary: str) -> None:
         return await _ingest(request, kind)
 
     endpoint.__name__ = f"v1_{kind}"
-    router.add_api_route(
-        f"/{kind}",
-        endpoint,
-        methods=["POST"],
-        summary=summary,
-        openapi_extra=_body_doc(schema),
-        responses=_responses(kind == "batch"),
-        response_class=Response,
-    )
+    # analytics.js (classic and analytics-next) posts to the one-letter paths.
+    for path, label in ((kind, summary), (kind[0], f"Same as /v1/{kind} (analytics.js path)")):
+        router.add_api_route(
+            f"/{path}",
+            endpoint,
+            methods=["POST"],
+            summary=label,
+            openapi_extra=_body_doc(schema),
+            responses=_responses(kind == "batch"),
+            response_class=Response,
+            operation_id=f"v1_{path}",
+        )
 
 
 for _kind, _summary in (

@@ -40,6 +40,11 @@ class Metrics:
             "Events this process's pipeline could not apply and parked.",
             registry=self.registry,
         )
+        self.events_suppressed = Counter(
+            "shopkeeper_events_suppressed",
+            "Events this process's pipeline deleted: they carried an erased person's identifier.",
+            registry=self.registry,
+        )
         self.merges = Counter(
             "shopkeeper_profile_merges",
             "Profile merges done or refused by this process's pipeline.",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from shopkeeper.admin.auth import Admin
 from shopkeeper.errors import ApiError
 from shopkeeper.ingest import log as event_log
+from shopkeeper.privacy import suppression
 from shopkeeper.timeutil import ms_to_iso
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class StatusOut(BaseModel):
     parked: int = Field(description="Events that failed and wait for a retry")
     lag_seconds: float = Field(description="Age of the oldest pending event")
     in_process_worker: bool = Field(description="Whether this server runs a pipeline worker")
+    suppressed: int = Field(description="Events dropped for carrying an erased person's identifier")
 
 
 class ParkedEvent(BaseModel):
@@ -55,7 +57,8 @@ def status(request: Request, _admin: Admin) -> dict[str, Any]:
     services = _services(request)
     with services.db.read() as conn:
         counts = event_log.status_counts(conn, services.clock.now_ms())
-    return {**counts, "in_process_worker": services.runner is not None}
+        suppressed = suppression.dropped_count(conn)
+    return {**counts, "in_process_worker": services.runner is not None, "suppressed": suppressed}
 
 
 @router.get("/parked", response_model=ParkedOut, summary="Events that could not be applied")

@@ -29,6 +29,7 @@ from shopkeeper.ingest import log as event_log
 from shopkeeper.ingest.log import LoggedEvent
 from shopkeeper.ingest.sources import source_names
 from shopkeeper.observability.metrics import Metrics
+from shopkeeper.privacy.suppression import SuppressionFilter
 from shopkeeper.profiles.consents import extract_consents
 from shopkeeper.profiles.model import EventView, ReducerConfig
 from shopkeeper.profiles.reducers import ComputedReducer
@@ -100,6 +101,7 @@ class Processor:
             )
         )
         self._sources: dict[int, tuple[str, str]] = {}
+        self.suppression = SuppressionFilter(metrics)
 
     # -- public ----------------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class Processor:
 
     def _apply(self, conn: Connection, events: Sequence[LoggedEvent]) -> None:
         batch = _Batch(self, conn, self.clock.now_ms())
-        batch.prefetch(events)
+        events = batch.prefetch(events)
         for index, event in enumerate(events):
             batch.apply(event, remaining=len(events) - index)
         batch.finish()
@@ -225,7 +227,9 @@ class _Batch:
         self.changes = BatchChanges()
         self._identifiers: dict[int, list[Identifier]] = {}
 
-    def prefetch(self, events: Sequence[LoggedEvent]) -> None:
+    def prefetch(self, events: Sequence[LoggedEvent]) -> Sequence[LoggedEvent]:
+        """Read what the batch needs; returns the events to apply (without those of erased
+        people, which are deleted)."""
         wanted: list[Identifier] = []
         for event in events:
             found = self.p.extractor.extract(event.payload)
@@ -233,8 +237,10 @@ class _Batch:
                 found = found + self.p.extractor.alias_candidates(event.payload)
             self._identifiers[event.seq] = found
             wanted.extend(found)
+        events = self.p.suppression.drop_suppressed(self.p.db, self.conn, events, self._identifiers)
         self.identities.prefetch(wanted)
         self.profiles.load(self.identities.owners(wanted).values())
+        return events
 
     def apply(self, event: LoggedEvent, remaining: int = 1) -> None:
         """Apply one event. `remaining`: events left in the batch, this one included (new

@@ -119,7 +119,8 @@ def _services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def _profile_id(services: Services, ref: str) -> int:
+def profile_id_for_ref(services: Services, ref: str) -> int:
+    """The profile a `type:value` reference names: 400 if malformed, 404 if nobody."""
     try:
         type_, value = view.parse_ref(ref)
         with services.db.read() as conn:
@@ -156,7 +157,7 @@ def search_profiles(
 )
 def get_profile(request: Request, _admin: Admin, ref: RefParam) -> dict[str, Any]:
     services = _services(request)
-    profile_id = _profile_id(services, ref)
+    profile_id = profile_id_for_ref(services, ref)
     with services.db.read() as conn:
         found = view.customer_view(conn, profile_id)
     if found is None:
@@ -178,7 +179,7 @@ def get_profile_events(
     before: Annotated[int | None, Query(description="seq cursor from next_before")] = None,
 ) -> dict[str, Any]:
     services = _services(request)
-    profile_id = _profile_id(services, ref)
+    profile_id = profile_id_for_ref(services, ref)
     with services.db.read() as conn:
         events = view.timeline(conn, profile_id, limit, before)
     next_before = events[-1]["seq"] if len(events) == limit else None

@@ -221,7 +221,7 @@ def search(conn: Connection, query: str, limit: int) -> list[dict[str, Any]]:
     )
     ids = {int(pid) for pid in conn.execute(by_identifier).scalars()}
     ids |= {int(pid) for pid in conn.execute(by_name).scalars()}
-    if text.isdigit():
+    if text.isdigit() and len(text) <= 18:  # a profile id; longer would overflow BIGINT
         ids.add(int(text))
     if not ids:
         return []

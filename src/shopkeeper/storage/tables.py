@@ -303,3 +303,157 @@ ui_sessions = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Index("ix_ui_sessions_user_id", "user_id"),
 )
+
+# -- segments, scores, audiences, the scheduler --------------------------------------------
+
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # What the API, the UI and `in segment "..."` call it.
+    sa.Column("key", sa.String(100), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    # The condition as the marketer wrote it, and its parsed form (the JSON AST).
+    sa.Column("condition", sa.Text, nullable=False),
+    sa.Column("ast", Json, nullable=False),
+    # Real-time: re-evaluated for a profile whenever the pipeline applies its events.
+    sa.Column("realtime", sa.Boolean, nullable=False),
+    # Scheduled segments (and the time-dependent part of real-time ones) are refreshed
+    # for the whole population at this interval.
+    sa.Column("refresh_minutes", sa.Integer, nullable=False),
+    # The built-in segment it was enabled from, if any.
+    sa.Column("builtin", sa.String(100), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("refreshed_at", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+segment_members = sa.Table(
+    "segment_members",
+    metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True),
+    sa.Column("profile_id", sa.BigInteger, primary_key=True),
+    sa.Column("entered_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_segment_members_profile_id", "profile_id"),
+)
+
+# Every entry and exit, in order: the membership history, and the stream of
+# `Segment Entered` / `Segment Exited` events that journeys and audience syncs read by id.
+segment_history = sa.Table(
+    "segment_history",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("segment_id", sa.BigInteger, nullable=False),
+    sa.Column("profile_id", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    # True: entered; False: exited.
+    sa.Column("entered", sa.Boolean, nullable=False),
+    sa.Index("ix_segment_history_segment_id_id", "segment_id", "id"),
+    sa.Index("ix_segment_history_profile_id", "profile_id"),
+)
+
+# Size over time: one row per segment per refresh (at most one per hour is kept).
+segment_sizes = sa.Table(
+    "segment_sizes",
+    metadata,
+    sa.Column("segment_id", sa.BigInteger, primary_key=True),
+    sa.Column("at", sa.BigInteger, primary_key=True),
+    sa.Column("size", sa.Integer, nullable=False),
+)
+
+# Scores kept on every profile that has one: RFM (recomputed for the population on a
+# schedule), the lead score (updated as events arrive, decayed), when each was computed.
+profile_scores = sa.Table(
+    "profile_scores",
+    metadata,
+    sa.Column("profile_id", sa.BigInteger, primary_key=True),
+    sa.Column("rfm_recency", sa.SmallInteger, nullable=True),
+    sa.Column("rfm_frequency", sa.SmallInteger, nullable=True),
+    sa.Column("rfm_monetary", sa.SmallInteger, nullable=True),
+    sa.Column("rfm_segment", sa.String(40), nullable=True),
+    sa.Column("rfm_at", sa.BigInteger, nullable=True),
+    sa.Column("lead_score", sa.Float, nullable=True),
+    sa.Column("lead_score_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_profile_scores_rfm_segment", "rfm_segment"),
+)
+
+# Lead score point rules: an event (with property filters) or a profile condition earns
+# points.
+lead_score_rules = sa.Table(
+    "lead_score_rules",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    # The event that earns the points, or null for a profile condition rule.
+    sa.Column("event", sa.String(500), nullable=True),
+    # Filters on the event's properties, or the profile condition (segment language).
+    sa.Column("condition", sa.Text, nullable=True),
+    sa.Column("points", sa.Float, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Audiences kept in sync with a segment at a destination (a webhook).
+audience_syncs = sa.Table(
+    "audience_syncs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("segment_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    # webhook (plain fields) or a hashed advertising format: meta, google.
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    # Headers to send (an Authorization token...), kept as given.
+    sa.Column("headers", Json, nullable=False),
+    sa.Column("fields", Json, nullable=False),
+    sa.Column("interval_minutes", sa.Integer, nullable=False),
+    # The last segment_history id whose change the destination has acknowledged.
+    sa.Column("cursor", sa.BigInteger, nullable=False),
+    # A full load (every member as of `cursor`, sent as additions) is under way while
+    # this is set: members with a higher profile id are still to be sent. -1: a full load
+    # is wanted and has not started (a new audience, or a resync).
+    sa.Column("full_load_after", sa.BigInteger, nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("next_run_at", sa.BigInteger, nullable=False),
+    # The process running this sync holds it until then (claimed in one UPDATE).
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    # Consecutive failures (backoff grows with them) and the last error.
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+audience_sync_runs = sa.Table(
+    "audience_sync_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("sync_id", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    sa.Column("added", sa.Integer, nullable=False),
+    sa.Column("removed", sa.Integer, nullable=False),
+    # The history ids this run covered: (from_cursor, to_cursor].
+    sa.Column("from_cursor", sa.BigInteger, nullable=False),
+    sa.Column("to_cursor", sa.BigInteger, nullable=False),
+    # ok, failed
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_audience_sync_runs_sync_id", "sync_id", "id"),
+)
+
+# Periodic work shared by every process: a task runs in one process at a time (the one
+# holding the lease) when it is due.
+scheduled_tasks = sa.Table(
+    "scheduled_tasks",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("next_run_at", sa.BigInteger, nullable=False),
+    sa.Column("lease_owner", sa.String(100), nullable=True),
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    sa.Column("last_started_at", sa.BigInteger, nullable=True),
+    sa.Column("last_finished_at", sa.BigInteger, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+)

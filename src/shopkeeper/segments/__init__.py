@@ -1,0 +1,1 @@
+"""Segments: the segment language, membership, scores and audiences."""
