@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from shopkeeper.segments.lang import ast
 from shopkeeper.segments.lang.derived import FUNNEL_DEFAULT, funnel_conditions
@@ -39,23 +39,19 @@ def compile_sql(
     return CompiledSql(compiler.condition(node, ()), compiler.params)
 
 
-class _Value:
+class _Value(Protocol):
     """A typed SQL value: a test for "holds a value of kind K" and that value."""
 
-    def is_kind(self, kind: Kind) -> str:
-        raise NotImplementedError
+    def is_kind(self, kind: Kind) -> str: ...
 
-    def value(self, kind: Kind) -> str:
-        raise NotImplementedError
+    def value(self, kind: Kind) -> str: ...
 
-    def is_present(self) -> str:
-        raise NotImplementedError
+    def is_present(self) -> str: ...
 
-    def is_empty(self) -> str:
-        raise NotImplementedError
+    def is_empty(self) -> str: ...
 
 
-class _Json(_Value):
+class _Json:
     def __init__(self, dialect: Dialect, column: str, path: tuple[str, ...]) -> None:
         self.dialect = dialect
         if dialect == "sqlite":
@@ -118,7 +114,7 @@ class _Json(_Value):
         )
 
 
-class _Column(_Value):
+class _Column:
     """A plain SQL expression of one known kind (NULL when absent)."""
 
     def __init__(self, dialect: Dialect, expr: str, kind: Kind) -> None:
