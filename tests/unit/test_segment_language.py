@@ -6,11 +6,17 @@ from __future__ import annotations
 import pytest
 
 from shopkeeper.segments.lang import ast
-from shopkeeper.segments.lang.evaluate import EventFact, ProfileFacts, compile_predicate
+from shopkeeper.segments.lang.evaluate import (
+    EventFact,
+    ProfileFacts,
+    UnknownSegment,
+    compile_predicate,
+)
 from shopkeeper.segments.lang.fields import profile_field
 from shopkeeper.segments.lang.json_form import SegmentJsonError, from_json, to_json
 from shopkeeper.segments.lang.parser import SegmentSyntaxError, parse
 from shopkeeper.segments.lang.printer import to_text
+from shopkeeper.segments.lang.to_sql import compile_sql
 from shopkeeper.timeutil import ms_to_iso, parse_iso_ms
 
 EXAMPLES = [
@@ -151,3 +157,20 @@ def test_python_semantics_on_one_profile() -> None:
     assert compile_predicate(ast.Text(field, "contains", "mobile"))(
         facts(device_types=["desktop", "mobile"]), NOW
     )
+
+
+def test_segments_named_must_exist_and_not_refer_back_to_themselves() -> None:
+    segments = {"a": parse('in segment "b"'), "b": parse('known or in segment "a"')}
+    for compile_ in (
+        lambda node: compile_predicate(node, segments),
+        lambda node: compile_sql(node, "sqlite", NOW, segments),
+    ):
+        with pytest.raises(UnknownSegment) as caught:
+            compile_(parse('in segment "a"'))
+        assert (caught.value.key, caught.value.cycle) == ("a", True)
+        assert str(caught.value) == 'Segment "a" refers back to itself through "in segment"'
+        with pytest.raises(UnknownSegment) as caught:
+            compile_(parse('known and in segment "vip"'))
+        assert str(caught.value) == 'There is no segment "vip"'
+    inlined = compile_predicate(parse('in segment "b"'), {"b": parse("known")})
+    assert inlined(facts(), NOW)

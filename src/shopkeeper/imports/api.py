@@ -16,7 +16,7 @@ from shopkeeper.admin.auth import Admin
 from shopkeeper.errors import ApiError
 from shopkeeper.imports.model import FORMATS, ImportFailure, ImportOptions
 from shopkeeper.imports.service import get_import, list_imports, start_import
-from shopkeeper.imports.upload import Upload, UploadError, boundary_of, too_large_message
+from shopkeeper.imports.upload import Upload, boundary_of, too_large_message
 
 if TYPE_CHECKING:
     from shopkeeper.bootstrap import Services
@@ -141,10 +141,7 @@ async def upload_import(
 ) -> JSONResponse:
     services = _services(request)
     limit = services.settings.max_upload_bytes
-    try:
-        boundary = boundary_of(request.headers.get("content-type", ""))
-    except UploadError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
+    boundary = boundary_of(request.headers.get("content-type", ""))
     declared = request.headers.get("content-length", "")
     # The form's other fields and the part headers add a little on top of the file.
     if declared.isdigit() and int(declared) > limit + 1024 * 1024:
@@ -167,9 +164,6 @@ async def upload_import(
             audit.key_actor(admin),
             delete_after=True,
         )
-    except UploadError as exc:
-        upload.discard()
-        raise ApiError(exc.status, exc.code, exc.message, exc.field) from None
     except ImportFailure as exc:
         upload.discard()  # start_import removed it already; harmless
         raise ApiError(422, "invalid_import", str(exc)) from None

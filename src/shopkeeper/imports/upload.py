@@ -16,22 +16,17 @@ from typing import Any
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from shopkeeper.errors import ApiError
+
 FILE_FIELD = "file"
 # The other form fields are short options (format, encoding, a mapping as JSON).
 FIELD_LIMIT = 64 * 1024
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class UploadError(ValueError):
+class UploadError(ApiError):
     """The upload is unusable: `status` 400 (malformed), 413 (too large), 415 (not
-    multipart), 422 (fields); `field` the form field concerned."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
+    multipart), 422 (fields); `field` the form field concerned. Answered as it is."""
 
 
 def boundary_of(content_type: str) -> bytes:

@@ -13,7 +13,6 @@ chunks, so memory does not grow with the history.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -79,21 +78,10 @@ def record_export(db: Database, profile_id: int, now_ms: int, actor: str) -> Non
 # -- building the document -----------------------------------------------------------------
 
 
-@contextmanager
-def _snapshot(db: Database) -> Iterator[Connection]:
-    """A read transaction that sees one moment: SQLite's read transactions already do
-    (WAL); PostgreSQL needs REPEATABLE READ, or each query would see a later state."""
-    with db.read() as conn:
-        if not db.is_sqlite:
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            yield conn
-
-
 def _stream(
     db: Database, profile_id: int, now_ms: int, extractor: IdentifierExtractor | None
 ) -> Generator[bytes, None, None]:
-    with _snapshot(db) as conn:
+    with db.snapshot() as conn:
         parts = _document(conn, profile_id, now_ms, extractor)
         yield b""
         yield from _encode(parts)

@@ -103,6 +103,16 @@ class Database:
         with self.read_engine.connect() as conn:
             yield conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction that sees one moment: SQLite's read transactions already do
+        (WAL); PostgreSQL needs REPEATABLE READ, or each query would see a later state."""
+        with self.read() as conn:
+            if not self.is_sqlite:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
     def insert_ignore(self, table: sa.Table) -> Any:
         """INSERT that skips rows whose unique key already exists."""
         if self.is_sqlite:

@@ -17,7 +17,6 @@ from shopkeeper.segments.audiences.members import (
     RecordBuilder,
     member_ids_after,
     profile_data,
-    snapshot,
 )
 from shopkeeper.storage.db import Database, json_dumps
 
@@ -52,7 +51,7 @@ def open_csv_stream(
 def _stream(
     db: Database, segment_id: int, builder: RecordBuilder, page: int
 ) -> Generator[bytes, None, None]:
-    with snapshot(db) as conn:
+    with db.snapshot() as conn:
         yield b""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")

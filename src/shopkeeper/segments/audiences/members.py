@@ -4,8 +4,7 @@ each member's fields read in a few queries per page (never the whole segment at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,6 @@ from shopkeeper.segments.audiences.fields import (
 )
 from shopkeeper.segments.audiences.hashing import HashedColumn, hashed_values
 from shopkeeper.storage import tables as t
-from shopkeeper.storage.db import Database
 
 # Identifier types an export reads from the identities table.
 _IDENTITY_TYPES = ("email", "phone", "user_id")
@@ -51,17 +49,6 @@ def segment_by_id(conn: Connection, segment_id: int) -> SegmentRef | None:
         )
     ).first()
     return SegmentRef(int(row.id), row.key, row.name, int(row.size)) if row else None
-
-
-@contextmanager
-def snapshot(db: Database) -> Iterator[Connection]:
-    """A read transaction that sees one moment: SQLite's read transactions already do
-    (WAL); PostgreSQL needs REPEATABLE READ, or each query would see a later state."""
-    with db.read() as conn:
-        if not db.is_sqlite:
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            yield conn
 
 
 def member_ids_after(conn: Connection, segment_id: int, after: int, limit: int) -> list[int]:

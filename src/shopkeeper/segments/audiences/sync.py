@@ -30,7 +30,7 @@ from shopkeeper.segments.audiences import delta, history, store
 from shopkeeper.segments.audiences.destinations import DestinationRefused, check_url
 from shopkeeper.segments.audiences.fields import parse_fields
 from shopkeeper.segments.audiences.hashing import Platform, columns_for
-from shopkeeper.segments.audiences.members import RecordBuilder, snapshot
+from shopkeeper.segments.audiences.members import RecordBuilder
 from shopkeeper.storage.db import Database
 from shopkeeper.timeutil import ms_to_iso
 
@@ -142,7 +142,7 @@ def _next_batch(
     pending = sync.full_load_after
     if pending is not None:
         mark = marks.get() if pending == store.FULL_LOAD_PENDING else sync.cursor
-        with snapshot(db) as conn:
+        with db.snapshot() as conn:
             page = history.full_load_page(conn, sync.segment_id, mark, max(pending, 0), limit)
             added = builder.records(conn, page.members)
         return _Batch(
@@ -159,7 +159,7 @@ def _next_batch(
     mark = marks.get()
     if mark <= sync.cursor:
         return None
-    with snapshot(db) as conn:
+    with db.snapshot() as conn:
         delta_rows = history.delta_batch(conn, sync.segment_id, sync.cursor, mark, limit)
         added = builder.records(conn, delta_rows.change.added)
         removed = builder.records(conn, delta_rows.change.removed)

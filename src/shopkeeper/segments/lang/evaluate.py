@@ -65,6 +65,18 @@ class UnknownSegment(ValueError):
         self.cycle = cycle
 
 
+def inline_segment(
+    node: ast.InSegment, segments: Mapping[str, ast.Condition], stack: tuple[str, ...]
+) -> tuple[ast.Condition, tuple[str, ...]]:
+    """The condition `in segment "key"` stands for, and the segments now being inlined;
+    raises UnknownSegment for a missing segment or one that refers back to itself."""
+    if node.key in stack:
+        raise UnknownSegment(node.key, cycle=True)
+    if node.key not in segments:
+        raise UnknownSegment(node.key)
+    return segments[node.key], (*stack, node.key)
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -141,11 +153,7 @@ class _Compiler:
             inner = self.condition(node.item, stack)
             return lambda f, now: not inner(f, now)
         if isinstance(node, ast.InSegment):
-            if node.key in stack:
-                raise UnknownSegment(node.key, cycle=True)
-            if node.key not in self.segments:
-                raise UnknownSegment(node.key)
-            return self.condition(self.segments[node.key], (*stack, node.key))
+            return self.condition(*inline_segment(node, self.segments, stack))
         if isinstance(node, ast.Did):
             return self.did(node)
         if isinstance(node, ast.Aggregate):

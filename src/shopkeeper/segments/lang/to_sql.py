@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from shopkeeper.segments.lang import ast
 from shopkeeper.segments.lang.derived import FUNNEL_DEFAULT, funnel_conditions
-from shopkeeper.segments.lang.evaluate import UnknownSegment, anniversary_days
+from shopkeeper.segments.lang.evaluate import anniversary_days, inline_segment
 from shopkeeper.storage.tables import APPLIED
 from shopkeeper.timeutil import ms_to_iso
 
@@ -185,11 +185,7 @@ class _Compiler:
         if isinstance(node, ast.Not):
             return f"(NOT {self.condition(node.item, stack)})"
         if isinstance(node, ast.InSegment):
-            if node.key in stack:
-                raise UnknownSegment(node.key, cycle=True)
-            if node.key not in self.segments:
-                raise UnknownSegment(node.key)
-            return self.condition(self.segments[node.key], (*stack, node.key))
+            return self.condition(*inline_segment(node, self.segments, stack))
         if isinstance(node, ast.Did):
             return self.did(node)
         if isinstance(node, ast.Aggregate):
