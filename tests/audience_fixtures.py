@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from shopkeeper.storage import tables as t
+from shopkeeper.segments.lang.json_form import to_json
+from shopkeeper.segments.lang.parser import parse
 from shopkeeper.storage.db import Database
 from tests.harness import NOW, Harness
 
@@ -34,8 +36,9 @@ def create_segment(db: Database, key: str, name: str | None = None) -> int:
                     name=name or key.title(),
                     description=None,
                     condition="orders_count >= 1",
-                    ast={},
-                    realtime=True,
+                    ast=to_json(parse("orders_count >= 1")),
+                    # Scheduled (and never refreshed here): these tests set members by hand.
+                    realtime=False,
                     refresh_minutes=60,
                     builtin=None,
                     version=1,

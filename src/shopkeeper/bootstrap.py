@@ -33,8 +33,11 @@ from shopkeeper.pipeline.processor import BatchHook, Processor
 from shopkeeper.pipeline.worker import PipelineRunner
 from shopkeeper.privacy import api as privacy_api
 from shopkeeper.profiles import api as profiles_api
+from shopkeeper.scheduler import Scheduler, Task
+from shopkeeper.segments import api as segments_api
 from shopkeeper.segments.audiences import api as audiences_api
 from shopkeeper.segments.audiences import export_api as audience_export_api
+from shopkeeper.segments.membership import MembershipHook
 from shopkeeper.segments.scores import api as scores_api
 from shopkeeper.segments.scores.lead_job import LeadScoreHook
 from shopkeeper.storage.db import Database
@@ -56,6 +59,7 @@ class Services:
     write_keys: WriteKeyCache
     validator: MessageValidator
     runner: PipelineRunner | None
+    scheduler: Scheduler | None = None
 
 
 def make_processor(
@@ -64,8 +68,43 @@ def make_processor(
     hooks: list[BatchHook] = [
         ProductStatsHook.from_settings(settings),
         LeadScoreHook.from_settings(settings),
+        # After the scores, so that real-time segments on lead_score see this batch's.
+        MembershipHook(),
     ]
     return Processor(db, settings, clock, metrics, hooks=hooks)
+
+
+def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
+    """The periodic work, run by whichever process (serve or worker) claims it."""
+    import httpx
+
+    from shopkeeper.segments.audiences.sync import run_due_syncs
+    from shopkeeper.segments.jobs import record_sizes, refresh_due_segments
+    from shopkeeper.segments.scores.lead_job import refresh_lead_scores_task
+    from shopkeeper.segments.scores.rfm_job import recompute_rfm_task
+
+    def audience_syncs(db: Database, settings: Settings, now_ms: int) -> object:
+        with httpx.Client(timeout=settings.audience_sync_timeout_seconds) as client:
+            return run_due_syncs(db, settings, now_ms, client, clock=clock.now_ms)
+
+    minute = 60_000
+    return [
+        # Real-time segments: at most every segment_time_refresh_minutes (each segment
+        # decides whether it is due); scheduled ones at their own interval.
+        Task("segments.refresh", minute, refresh_due_segments),
+        Task("segments.sizes", 10 * minute, record_sizes),
+        Task("scores.rfm", settings.rfm_interval_minutes * minute, recompute_rfm_task),
+        Task(
+            "scores.lead_decay",
+            settings.lead_score_refresh_minutes * minute,
+            refresh_lead_scores_task,
+        ),
+        Task("audiences.sync", minute, audience_syncs),
+    ]
+
+
+def make_scheduler(db: Database, settings: Settings, clock: Clock) -> Scheduler:
+    return Scheduler(db, settings, clock, scheduled_tasks(settings, clock))
 
 
 def build_services(
@@ -100,6 +139,9 @@ def build_services(
             ),
         ),
         runner=runner,
+        scheduler=make_scheduler(db, settings, clock)
+        if run_worker and settings.scheduler_enabled
+        else None,
     )
 
     def pipeline_status() -> dict[str, float]:
@@ -116,6 +158,8 @@ def create_app(services: Services) -> FastAPI:
         services.writer.start()
         if services.runner is not None:
             services.runner.start()
+        if services.scheduler is not None:
+            services.scheduler.start()
         imports_service.allow_background_imports()
         # The framework's long-lived objects (about 120k) would otherwise be scanned by
         # every full collection, in 40-70 ms pauses that set the ingest p99.
@@ -128,6 +172,8 @@ def create_app(services: Services) -> FastAPI:
             # at their next chunk and record that they were interrupted; the pipeline
             # stops after its current batch; the writer writes whatever it still holds.
             imports_service.stop_background_imports()
+            if services.scheduler is not None:
+                services.scheduler.stop()
             if services.runner is not None:
                 services.runner.stop()
             services.writer.stop()
@@ -153,6 +199,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(catalog_api.router)
     app.include_router(audit_api.router)
     app.include_router(scores_api.router)
+    app.include_router(segments_api.router)
     app.include_router(audiences_api.router)
     app.include_router(audience_export_api.router)
     install_ui(app)

@@ -86,7 +86,7 @@ def worker_command(
     once: Annotated[bool, typer.Option("--once", help="Apply what is pending, then exit.")] = False,
 ) -> None:
     """Run the pipeline (without HTTP). Several workers may run against PostgreSQL."""
-    from shopkeeper.bootstrap import make_processor
+    from shopkeeper.bootstrap import make_processor, make_scheduler
     from shopkeeper.pipeline.worker import PipelineRunner
 
     settings = load_settings(database_url)
@@ -104,8 +104,15 @@ def worker_command(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    scheduler = make_scheduler(db, settings, SystemClock()) if settings.scheduler_enabled else None
     console.print(f"pipeline worker on {db.dialect}; Ctrl-C stops after the current batch")
-    runner.run()
+    if scheduler is not None:
+        scheduler.start()
+    try:
+        runner.run()
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
 
 
 @db_app.command("upgrade")

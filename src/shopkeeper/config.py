@@ -76,6 +76,20 @@ class Settings(BaseSettings):
     audience_sync_retry_seconds: int = Field(default=60, ge=1)
     audience_sync_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
 
+    # Segments (docs/segments.md): a real-time segment whose condition depends on the
+    # passing of time (`within 90 days`) or on scores is re-checked for the whole
+    # population this often, so a member leaves within this delay; other real-time
+    # segments are reconciled this often (for changes outside the pipeline: the catalog
+    # behind a product filter, imports).
+    segment_time_refresh_minutes: int = Field(default=5, ge=1, le=1440)
+    segment_reconcile_minutes: int = Field(default=1440, ge=5)
+    # The scheduler (segment refreshes, RFM, lead score decay, audience syncs) looks for
+    # due tasks this often; RFM and lead-score decay run at these intervals.
+    scheduler_tick_seconds: float = Field(default=15.0, gt=0)
+    scheduler_enabled: bool = True
+    rfm_interval_minutes: int = Field(default=60, ge=1)
+    lead_score_refresh_minutes: int = Field(default=60, ge=1)
+
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -341,3 +341,19 @@ def value_test(node: ast.Condition) -> Callable[[Any, int], bool]:
 
         return anniversary
     raise TypeError(f"not a condition on a field: {node!r}")
+
+
+# -- for explanations (which clause keeps a profile out) ---------------------------------
+
+
+def field_value(fld: ast.Field, facts: ProfileFacts, now_ms: int) -> Any:
+    """The profile's value of a profile-scope field (MISSING when absent)."""
+    return _Compiler({}).profile_value(fld)(facts, now_ms)
+
+
+def matching_events(
+    node: ast.Did | ast.Aggregate, facts: ProfileFacts, now_ms: int
+) -> list[EventFact]:
+    """The events a `did` or an aggregate counts (a `did first` counts all history)."""
+    window = None if isinstance(node, ast.Did) and node.first else node.window
+    return _Compiler({}).matching(node.event, window, node.where)(facts, now_ms)
