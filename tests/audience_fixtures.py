@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from shopkeeper.storage import tables as t
 from shopkeeper.segments.lang.json_form import to_json
 from shopkeeper.segments.lang.parser import parse
+from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database
 from tests.harness import NOW, Harness
 
