@@ -245,3 +245,53 @@ def test_bad_rules_get_clear_errors(db_url: str) -> None:
         # Nothing was stored: the defaults still apply.
         listed = h.client.get("/api/scores/lead-rules", headers=h.admin).json()
         assert listed["using_defaults"] is True
+
+
+def test_profile_condition_rules_award_points_once_per_coming_to_satisfy(db_url: str) -> None:
+    with harness(db_url) as h:
+
+        def post(body: Any) -> Any:
+            return h.client.post("/api/scores/lead-rules", json=body, headers=h.admin)
+
+        made = post({"name": "Manager in Norway", "points": 15,
+                     "condition": 'job_title contains "Manager" and country = "NO"'})  # fmt: skip
+        assert made.status_code == 201, made.text
+        assert made.json()["event"] is None
+        assert made.json()["condition"] == 'job_title contains "Manager" and country = "NO"'
+        # Mistakes in the condition are answered where they are.
+        bad = post({"name": "x", "points": 1, "condition": "job_title contains"})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["field"] == "condition"
+        assert bad.json()["column"] == 19
+        both = post({"name": "x", "points": 1, "event": "Signed Up", "condition": "known"})
+        assert both.status_code == 422
+        unknown = post({"name": "x", "points": 1, "condition": 'in segment "nope"'})
+        assert unknown.status_code == 422
+
+        def identify(mid: str, traits: dict[str, Any], at: int) -> None:
+            message = {"userId": "ana", "messageId": mid, "traits": traits,
+                       "timestamp": ms_to_iso(at), "context": {"locale": "nb-NO"}}  # fmt: skip
+            h.send("identify", message)
+            h.drain()
+
+        identify("i1", {"job_title": "Sales Manager", "country": "NO"}, NOW)
+        assert score(h, "user_id:ana") == (15.0, NOW)
+        # Still satisfied: nothing more.
+        identify("i2", {"plan": "gold"}, NOW)
+        assert score(h, "user_id:ana") == (15.0, NOW)
+        # Stops, then comes to satisfy it again: earned again.
+        identify("i3", {"job_title": "Engineer"}, NOW)
+        identify("i4", {"job_title": "Engineering Manager"}, NOW)
+        stored = score(h, "user_id:ana")
+        assert stored is not None
+        assert stored[0] == 30.0
+        # Deleting the rule forgets who satisfied it.
+        rule_id = made.json()["id"]
+        assert (
+            h.client.delete(f"/api/scores/lead-rules/{rule_id}", headers=h.admin).status_code == 200
+        )
+        with h.services.db.read() as conn:
+            left = conn.execute(
+                sa.select(sa.func.count()).select_from(t.lead_rule_matches)
+            ).scalar()
+        assert left == 0

@@ -395,6 +395,17 @@ lead_score_rules = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+# The profiles that satisfy each profile-condition lead rule now: a rule's points are
+# earned when a profile comes to satisfy it (a row appears), not again while it stays.
+lead_rule_matches = sa.Table(
+    "lead_rule_matches",
+    metadata,
+    sa.Column("rule_id", sa.BigInteger, primary_key=True),
+    sa.Column("profile_id", sa.BigInteger, primary_key=True),
+    sa.Column("since", sa.BigInteger, nullable=False),
+    sa.Index("ix_lead_rule_matches_profile_id", "profile_id"),
+)
+
 # Audiences kept in sync with a segment at a destination (a webhook).
 audience_syncs = sa.Table(
     "audience_syncs",

@@ -95,8 +95,9 @@ class LeadRuleIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            # Checked by make_event_rule (for its messages), required all the same.
-            "required": ["name", "event", "points"],
+            # Checked by make_event_rule (for its messages), required all the same; a
+            # profile rule gives a condition instead of an event.
+            "required": ["name", "points"],
             "examples": [
                 {
                     "name": "Viewed a sofa",
@@ -121,6 +122,12 @@ class LeadRuleIn(BaseModel):
         description='Filters on the event\'s properties: {"category": "Sofas"}, '
         '{"product_id": ["p1", "p2"]}; dotted paths reach nested values and list items '
         "(products.product_id).",
+    )
+    condition: Annotated[Any, _TEXT] = Field(
+        None,
+        description="Instead of an event: a condition on the profile in the segment language "
+        '(e.g. `job_title contains "Manager" and country = "NO"`); the points are earned when '
+        "a profile comes to satisfy it, and again only after it stopped satisfying it",
     )
     points: Annotated[Any, WithJsonSchema({"type": "number"})] = Field(
         None, description="Points per matching event, non-zero, between -1000 and 1000"
@@ -262,18 +269,15 @@ def list_lead_rules(request: Request, _admin: Admin) -> dict[str, Any]:
 )
 def create_lead_rule(request: Request, admin: Admin, body: LeadRuleIn) -> dict[str, Any]:
     services = _services(request)
+    if body.condition is not None:
+        return _create_profile_rule(services, admin, body)
     try:
         rule = make_event_rule(body.name, body.event, body.where, body.points)
     except RuleError as exc:
         raise ApiError(422, "invalid_rule", str(exc), exc.field) from None
     now_ms = services.clock.now_ms()
     with services.db.write() as conn:
-        if len(lead_store.rule_rows(conn)) >= MAX_RULES:
-            raise ApiError(
-                409,
-                "limit_reached",
-                f"There are already {MAX_RULES} lead score rules; delete some first.",
-            )
+        _check_room(conn)
         created = lead_store.create_rule(conn, rule, now_ms)
         audit.record(
             conn,
@@ -282,6 +286,56 @@ def create_lead_rule(request: Request, admin: Admin, body: LeadRuleIn) -> dict[s
             action="lead_rule.create",
             target=f"lead rule {created['id']}",
             details={"event": rule.event, "points": rule.points},
+        )
+    return created
+
+
+def _check_room(conn: Any) -> None:
+    if len(lead_store.rule_rows(conn)) >= MAX_RULES:
+        raise ApiError(
+            409,
+            "limit_reached",
+            f"There are already {MAX_RULES} lead score rules; delete some first.",
+        )
+
+
+def _create_profile_rule(services: Services, admin: Any, body: LeadRuleIn) -> dict[str, Any]:
+    from shopkeeper.segments import store
+
+    if body.event is not None or body.where is not None:
+        raise ApiError(
+            422,
+            "invalid_rule",
+            "A rule has either an event (with where) or a condition on the profile, not both",
+            "condition",
+        )
+    try:
+        # The same checks as an event rule's name and points.
+        checked = make_event_rule(body.name, "profile", None, body.points)
+    except RuleError as exc:
+        raise ApiError(422, "invalid_rule", str(exc), exc.field) from None
+    if not isinstance(body.condition, str):
+        raise ApiError(
+            422, "invalid_rule", "condition is text in the segment language", "condition"
+        )
+    now_ms = services.clock.now_ms()
+    with services.db.write() as conn:
+        try:
+            node, text = store.read_condition(body.condition)
+            store.check_references(None, node, store.conditions(conn))
+        except store.SegmentError as exc:
+            raise ApiError(
+                422, "invalid_rule", exc.message, "condition", extra=exc.details()
+            ) from None
+        _check_room(conn)
+        created = lead_store.create_profile_rule(conn, checked.name, text, checked.points, now_ms)
+        audit.record(
+            conn,
+            at_ms=now_ms,
+            actor=audit.key_actor(admin),
+            action="lead_rule.create",
+            target=f"lead rule {created['id']}",
+            details={"condition": text, "points": checked.points},
         )
     return created
 

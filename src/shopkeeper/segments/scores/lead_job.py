@@ -11,8 +11,10 @@ referenced to its own time.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,10 +22,15 @@ from sqlalchemy.engine import Connection
 
 from shopkeeper.config import Settings
 from shopkeeper.pipeline.processor import BatchChanges
+from shopkeeper.segments.facts import load_facts, needs_of
+from shopkeeper.segments.lang.evaluate import Predicate, UnknownSegment, compile_predicate
 from shopkeeper.segments.scores.lead import NEGLIGIBLE, Decay, points_earned
-from shopkeeper.segments.scores.lead_store import award_points, current_rules
+from shopkeeper.segments.scores.lead_store import StoredProfileRule, award_points, current_rules
+from shopkeeper.segments.store import conditions
 from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 REFRESH_CHUNK = 20_000
 scores_t = t.profile_scores
@@ -45,20 +52,82 @@ class LeadScoreHook:
         return cls(decay_from_settings(settings))
 
     def after_batch(self, conn: Connection, changes: BatchChanges, now_ms: int) -> None:
-        if not changes.applied and not changes.merges:
+        if not changes.applied and not changes.merges and not changes.changed_profiles:
             return
         # One small query per batch: rule changes take effect at the next batch.
-        rules = current_rules(conn).event_rules
+        ruleset = current_rules(conn)
+        rules = ruleset.event_rules
         by_profile: dict[int, list[Any]] = defaultdict(list)
         for applied in changes.applied:
             by_profile[applied.profile_id].append(applied.event)
-        earned = {}
+        earned: dict[int, list[tuple[float, int]]] = {}
         if rules:
             for pid, events in by_profile.items():
                 points = points_earned(rules, events)
                 if points:
-                    earned[pid] = points
+                    earned[pid] = list(points)
+        if ruleset.profile_rules or changes.merges:
+            profile_rule_points(conn, ruleset.profile_rules, changes, now_ms, earned)
         award_points(conn, earned, now_ms, self.decay, merges=changes.merges)
+
+
+def profile_rule_points(
+    conn: Connection,
+    rules: Sequence[StoredProfileRule],
+    changes: BatchChanges,
+    now_ms: int,
+    earned: dict[int, list[tuple[float, int]]],
+) -> None:
+    """Profile rules: a profile earns a rule's points when it comes to satisfy the rule's
+    condition (evaluated for the profiles this batch changed), once, and again only after
+    it stopped satisfying it. Which profiles satisfy which rule is kept in
+    lead_rule_matches; an absorbed profile's rows go with it."""
+    matches = t.lead_rule_matches
+    absorbed = sorted({other for _survivor, other in changes.merges})
+    if absorbed:
+        conn.execute(matches.delete().where(matches.c.profile_id.in_(absorbed)))
+    profile_ids = set(changes.changed_profiles)
+    profile_ids.update(a.profile_id for a in changes.applied)
+    profile_ids.difference_update(absorbed)
+    if not rules or not profile_ids:
+        return
+    segments = conditions(conn)
+    usable: list[tuple[StoredProfileRule, Predicate]] = []
+    for rule in rules:
+        try:
+            usable.append((rule, compile_predicate(rule.node, segments)))
+        except UnknownSegment as exc:
+            log.warning("lead score rule %s is skipped: %s", rule.id, exc)
+    if not usable:
+        return
+    ids = sorted(profile_ids)
+    facts = load_facts(conn, ids, needs_of([rule.node for rule, _ in usable], segments), now_ms)
+    current = {
+        (int(r.rule_id), int(r.profile_id))
+        for r in conn.execute(
+            sa.select(matches.c.rule_id, matches.c.profile_id).where(matches.c.profile_id.in_(ids))
+        )
+    }
+    entered: list[dict[str, int]] = []
+    left: list[tuple[int, int]] = []
+    for pid in ids:
+        person = facts.get(pid)
+        if person is None:
+            continue
+        for rule, predicate in usable:
+            satisfied = predicate(person, now_ms)
+            had = (rule.id, pid) in current
+            if satisfied and not had:
+                entered.append({"rule_id": rule.id, "profile_id": pid, "since": now_ms})
+                earned.setdefault(pid, []).append((rule.points, now_ms))
+            elif had and not satisfied:
+                left.append((rule.id, pid))
+    if entered:
+        conn.execute(matches.insert(), entered)
+    for rule_id, pid in left:
+        conn.execute(
+            matches.delete().where(matches.c.rule_id == rule_id, matches.c.profile_id == pid)
+        )
 
 
 def _pow_function(conn: Connection) -> Any:

@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from shopkeeper.segments.lang import ast
+from shopkeeper.segments.lang.parser import SegmentSyntaxError, parse
 from shopkeeper.segments.scores.lead import (
     DEFAULT_RULES,
     Decay,
@@ -36,10 +38,21 @@ scores_t = t.profile_scores
 
 
 @dataclass(frozen=True, slots=True)
+class StoredProfileRule:
+    """A profile rule as stored: its condition in the segment language, parsed."""
+
+    id: int
+    name: str
+    points: float
+    node: ast.Condition
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSet:
     event_rules: tuple[EventRule, ...]
     # True while the table holds no rule at all: the built-in rules apply.
     using_defaults: bool
+    profile_rules: tuple[StoredProfileRule, ...] = ()
 
 
 def current_rules(conn: Connection) -> RuleSet:
@@ -54,14 +67,21 @@ def current_rules(conn: Connection) -> RuleSet:
     if not rows:
         return RuleSet(DEFAULT_RULES, using_defaults=True)
     rules: list[EventRule] = []
+    profile_rules: list[StoredProfileRule] = []
     for row in rows:
         if row.event is None:
+            try:
+                node = parse(row.condition or "")
+            except SegmentSyntaxError as exc:
+                log.warning("lead score rule %s is skipped: %s", row.id, exc)
+                continue
+            profile_rules.append(StoredProfileRule(int(row.id), row.name, row.points, node))
             continue
         try:
             rules.append(rule_from_row(int(row.id), row.name, row.event, row.condition, row.points))
         except RuleError as exc:
             log.warning("lead score rule %s is skipped: %s", row.id, exc)
-    return RuleSet(tuple(rules), using_defaults=False)
+    return RuleSet(tuple(rules), using_defaults=False, profile_rules=tuple(profile_rules))
 
 
 def rule_rows(conn: Connection) -> list[dict[str, Any]]:
@@ -109,11 +129,25 @@ def create_rule(conn: Connection, rule: EventRule, now_ms: int) -> dict[str, Any
     return _row_dict(row)
 
 
+def create_profile_rule(
+    conn: Connection, name: str, condition: str, points: float, now_ms: int
+) -> dict[str, Any]:
+    result = conn.execute(
+        rules_t.insert()
+        .values(name=name, event=None, condition=condition, points=points, created_at=now_ms)
+        .returning(rules_t.c.id)
+    )
+    rule_id = int(result.scalar_one())
+    row = conn.execute(sa.select(rules_t).where(rules_t.c.id == rule_id)).one()
+    return _row_dict(row)
+
+
 def delete_rule(conn: Connection, rule_id: int) -> dict[str, Any] | None:
     row = conn.execute(sa.select(rules_t).where(rules_t.c.id == rule_id)).first()
     if row is None:
         return None
     conn.execute(rules_t.delete().where(rules_t.c.id == rule_id))
+    conn.execute(t.lead_rule_matches.delete().where(t.lead_rule_matches.c.rule_id == rule_id))
     return _row_dict(row)
 
 
