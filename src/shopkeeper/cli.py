@@ -23,6 +23,7 @@ from shopkeeper.clock import SystemClock
 from shopkeeper.demo.cli import demo_command
 from shopkeeper.imports.cli import import_app
 from shopkeeper.privacy.cli import profiles_app
+from shopkeeper.segments.cli import scheduler_app, segments_app
 from shopkeeper.web.users_cli import users_app
 
 app = typer.Typer(
@@ -39,6 +40,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(import_app, name="import")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(users_app, name="users")
+app.add_typer(segments_app, name="segments")
+app.add_typer(scheduler_app, name="scheduler")
 app.command("demo")(demo_command)
 
 
