@@ -456,6 +456,13 @@ def test_erase_leaves_segments_and_drops_scores(db_url: str) -> None:
                     {"segment_id": segment_id, "profile_id": ids["bob"], "entered_at": NOW},
                 ],
             )
+            conn.execute(
+                t.lead_rule_matches.insert(),
+                [
+                    {"rule_id": 1, "profile_id": pid, "since": NOW}
+                    for pid in (ids["ana"], ids["bob"])
+                ],
+            )
             # The default lead score rules gave Ana a score as her events were applied.
             assert conn.execute(
                 sa.select(t.profile_scores.c.lead_score).where(
@@ -469,6 +476,8 @@ def test_erase_leaves_segments_and_drops_scores(db_url: str) -> None:
                 sa.select(t.segment_history.c.profile_id, t.segment_history.c.entered)
             ).all()
             scores = conn.execute(sa.select(t.profile_scores.c.profile_id)).scalars().all()
+            matches = conn.execute(sa.select(t.lead_rule_matches.c.profile_id)).scalars().all()
+        assert matches == [ids["bob"]]
         assert members == [ids["bob"]]
         assert [tuple(row) for row in history] == [(ids["ana"], False)]
         assert ids["ana"] not in scores
