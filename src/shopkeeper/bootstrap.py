@@ -69,7 +69,7 @@ def make_processor(
         ProductStatsHook.from_settings(settings),
         LeadScoreHook.from_settings(settings),
         # After the scores, so that real-time segments on lead_score see this batch's.
-        MembershipHook(),
+        MembershipHook(metrics=metrics),
     ]
     return Processor(db, settings, clock, metrics, hooks=hooks)
 
@@ -103,8 +103,10 @@ def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
     ]
 
 
-def make_scheduler(db: Database, settings: Settings, clock: Clock) -> Scheduler:
-    return Scheduler(db, settings, clock, scheduled_tasks(settings, clock))
+def make_scheduler(
+    db: Database, settings: Settings, clock: Clock, metrics: Metrics | None = None
+) -> Scheduler:
+    return Scheduler(db, settings, clock, scheduled_tasks(settings, clock), metrics=metrics)
 
 
 def build_services(
@@ -139,7 +141,7 @@ def build_services(
             ),
         ),
         runner=runner,
-        scheduler=make_scheduler(db, settings, clock)
+        scheduler=make_scheduler(db, settings, clock, metrics)
         if run_worker and settings.scheduler_enabled
         else None,
     )

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from shopkeeper.clock import Clock
 from shopkeeper.config import Settings
+from shopkeeper.observability.metrics import Metrics
 from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database
 
@@ -65,7 +66,9 @@ class Scheduler:
         tasks: Sequence[Task],
         *,
         tick_seconds: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -144,6 +147,8 @@ class Scheduler:
         except Exception as exc:
             log.exception("scheduled task %s failed", task.name)
             error = "".join(traceback.format_exception_only(exc)).strip()[:2000]
+        if self.metrics is not None:
+            self.metrics.scheduled_runs.labels(task.name, "failed" if error else "ok").inc()
         self._finish(task, error)
 
     def run_due(self) -> list[str]:

@@ -80,6 +80,9 @@ def test_people_enter_and_leave_a_realtime_segment_as_events_arrive(db_url: str)
         assert [e for e, _ in history(h, "carts")] == [
             "Segment Entered", "Segment Exited", "Segment Entered",
         ]  # fmt: skip
+        metrics = h.client.get("/metrics").text
+        assert 'shopkeeper_segment_changes_total{change="entered"} 2.0' in metrics
+        assert 'shopkeeper_segment_changes_total{change="exited"} 1.0' in metrics
         detail = h.client.get("/api/segments/carts", headers=h.admin).json()
         assert detail["size"] == 1
         assert detail["entered_7_days"] == 2

@@ -56,6 +56,23 @@ class Metrics:
             "Wall time of the pipeline's last batch in this process.",
             registry=self.registry,
         )
+        self.segment_changes = Counter(
+            "shopkeeper_segment_changes",
+            "Real-time segment entries and exits written by this process's pipeline.",
+            ["change"],
+            registry=self.registry,
+        )
+        self.segment_seconds = Counter(
+            "shopkeeper_segment_membership_seconds",
+            "Time this process's pipeline spent deciding real-time segment membership.",
+            registry=self.registry,
+        )
+        self.scheduled_runs = Counter(
+            "shopkeeper_scheduled_task_runs",
+            "Periodic tasks run by this process, by task and outcome (ok, failed).",
+            ["task", "outcome"],
+            registry=self.registry,
+        )
 
     def add_pipeline_collector(self, status: Callable[[], dict[str, float]]) -> None:
         """Pending events and lag are read from the database at scrape time: they are

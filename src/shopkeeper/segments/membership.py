@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from shopkeeper.observability.metrics import Metrics
 from shopkeeper.pipeline.processor import BatchChanges
 from shopkeeper.segments.facts import Needs, is_time_dependent, load_facts, needs_of
 from shopkeeper.segments.lang import ast
@@ -212,8 +213,9 @@ class MembershipHook:
     were applied (or that changed), write entries and exits; profiles absorbed by a merge
     leave every segment (their survivor is evaluated instead)."""
 
-    def __init__(self, listeners: Sequence[Listener] = ()) -> None:
+    def __init__(self, listeners: Sequence[Listener] = (), metrics: Metrics | None = None) -> None:
         self.listeners = list(listeners)
+        self.metrics = metrics
         self._compiled = _Compiled()
 
     def _current(self, conn: Connection) -> _Compiled:
@@ -255,6 +257,7 @@ class MembershipHook:
         absorbed = sorted({other for _survivor, other in changes.merges})
         if not profile_ids and not absorbed:
             return
+        started = time.perf_counter()
         compiled = self._current(conn)
         decisions: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         if absorbed:
@@ -270,6 +273,12 @@ class MembershipHook:
             written = write_changes(conn, decisions, now_ms)
             for listener in self.listeners:
                 listener(conn, written)
+            if self.metrics is not None:
+                entered = sum(1 for change in written if change.entered)
+                self.metrics.segment_changes.labels("entered").inc(entered)
+                self.metrics.segment_changes.labels("exited").inc(len(written) - entered)
+        if self.metrics is not None:
+            self.metrics.segment_seconds.inc(time.perf_counter() - started)
 
     def _decide(
         self,
