@@ -15,6 +15,9 @@ from rich.console import Console
 
 from shopkeeper.demo.run import UI_EMAIL, DemoOptions, DemoResult, run_demo
 from shopkeeper.demo.server import DemoError
+from shopkeeper.segments.builtins import BUILTINS
+from shopkeeper.segments.lang.parser import parse
+from shopkeeper.segments.membership import population
 from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database
 from tests.live import free_port
@@ -84,8 +87,32 @@ def test_the_store_is_set_up_for_a_newcomer(demo: tuple[DemoResult, Path]) -> No
             users = conn.execute(sa.select(t.users.c.email)).scalars().all()
             keys = conn.execute(sa.select(t.admin_keys.c.key_prefix)).scalars().all()
             stats = conn.execute(sa.select(sa.func.sum(t.product_stats.c.views))).scalar()
+            segments = dict(
+                conn.execute(
+                    sa.select(t.segments.c.key, sa.func.count(t.segment_members.c.profile_id))
+                    .outerjoin(t.segment_members, t.segment_members.c.segment_id == t.segments.c.id)
+                    .group_by(t.segments.c.key)
+                ).all()
+            )
+            rfm = conn.execute(
+                sa.select(sa.func.count()).where(t.profile_scores.c.rfm_segment.is_not(None))
+            ).scalar()
+            buyers = conn.execute(
+                sa.select(sa.func.count()).select_from(
+                    population("sqlite", parse("orders_count >= 1"), {}, 0)
+                    .columns(sa.column("id"))
+                    .subquery()
+                )
+            ).scalar()
     finally:
         db.dispose()
+    # Every built-in segment is enabled, and the common ones have members.
+    assert set(segments) == {b.key for b in BUILTINS}
+    for key in ("repeat-customers", "email-reachable", "lapsed-customers", "rfm-champions"):
+        assert segments[key] > 0, key
+    # RFM scores were computed for every customer with an order.
+    assert rfm == buyers
+    assert buyers > 0
     assert sources == {"web shop": "web", "app": "app", "pos": "pos", "crm": "crm"}
     assert products == 361
     assert users == [UI_EMAIL]

@@ -249,6 +249,22 @@ def pipeline_status(base_url: str, admin_key: str, timeout: float = 30.0) -> dic
         connection.close()
 
 
+def admin_post(base_url: str, admin_key: str, path: str, timeout: float = 300.0) -> Any:
+    """POST to the admin API with an empty body; the JSON answer, or ReplayError."""
+    connection = _Connection(base_url, timeout)
+    try:
+        conn = http.client.HTTPConnection(connection.host, connection.port, timeout=timeout)
+        connection.conn = conn
+        conn.request("POST", path, body=b"", headers={"Authorization": f"Bearer {admin_key}"})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status not in (200, 201):
+            raise ReplayError(f"POST {path} answered {response.status}: {body[:300]!r}")
+        return json.loads(body)
+    finally:
+        connection.close()
+
+
 def wait_for_pipeline(
     base_url: str,
     admin_key: str,

@@ -27,6 +27,7 @@ from shopkeeper.demo.replay import (
     Replayer,
     ReplayError,
     ReplayStats,
+    admin_post,
     pipeline_status,
     wait_for_pipeline,
 )
@@ -227,6 +228,19 @@ def _replay(
     return stats, status, replayed - started, drained - (stats.first_request_at or started)
 
 
+def _enable_segments(base_url: str, admin_key: str) -> dict[str, int]:
+    """RFM scores for the replayed history, then every built-in segment (each evaluated
+    over the population as it is saved): key -> size."""
+    from shopkeeper.segments.builtins import BUILTINS
+
+    admin_post(base_url, admin_key, "/api/scores/rfm/recompute")
+    sizes = {}
+    for builtin in BUILTINS:
+        saved = admin_post(base_url, admin_key, f"/api/segments/builtins/{builtin.key}")
+        sizes[builtin.key] = int(saved["size"])
+    return sizes
+
+
 def run_demo(options: DemoOptions, console: Console) -> DemoResult:
     """Build and replay the demo store; with options.serve, keep serving until Ctrl-C."""
     if options.customers < 1:
@@ -263,6 +277,17 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
             stats, status, replay_s, ingest_s = _replay(console, shop, base_url, secrets_, server)
         except ReplayError as exc:
             raise DemoError(f"replaying the demo failed: {exc}{server.tail()}") from None
+        try:
+            segments = _enable_segments(base_url, secrets_["admin_key"])
+        except ReplayError as exc:
+            raise DemoError(
+                f"setting up the demo's segments failed: {exc}{server.tail()}"
+            ) from None
+        console.print(
+            f"RFM scores computed; {len(segments)} built-in segments enabled "
+            f"({sum(1 for size in segments.values() if size)} with members)",
+            highlight=False,
+        )
         result = DemoResult(
             database_url=database_url,
             base_url=base_url,
