@@ -212,6 +212,14 @@ def test_saving_refuses_what_cannot_work_with_clear_errors(db_url: str) -> None:
         bad = post({"key": "x", "name": "X", "condition": {"all": "nonsense"}})
         assert bad.status_code == 422
         assert "pointer" in bad.json()
+        for huge in ("last_seen_at within 999999999999 days",
+                     'did "Order Completed" at least 99999999999999999999 times'):  # fmt: skip
+            bad = post({"key": "x", "name": "X", "condition": huge})
+            assert bad.status_code == 422, huge
+            preview = h.client.post(
+                "/api/segments/preview", json={"condition": huge}, headers=h.admin
+            )
+            assert preview.status_code == 422, huge
         bad = post({"key": "x", "name": "X", "condition": 42})
         assert bad.status_code == 422
 

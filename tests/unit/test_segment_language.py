@@ -174,3 +174,34 @@ def test_segments_named_must_exist_and_not_refer_back_to_themselves() -> None:
         assert str(caught.value) == 'There is no segment "vip"'
     inlined = compile_predicate(parse('in segment "b"'), {"b": parse("known")})
     assert inlined(facts(), NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "words"),
+    [
+        ("last_seen_at within 999999999999 days", 21, "at most"),
+        ("last_seen_at within 40000 days", 21, "100 years"),
+        ('did "Order Completed" at least 99999999999999999999 times', 32, "10^15"),
+        ('did "Order Completed" at least 2000000000 times', 32, "at most 1,000,000,000"),
+        ("orders_count >= 10000000000000000", 17, "10^15"),
+        ("birthday is anniversary within 400 days", 0, "at most 366"),
+    ],
+)
+def test_numbers_beyond_what_data_can_mean_are_refused_where_they_are(
+    text: str, column: int, words: str
+) -> None:
+    with pytest.raises(SegmentSyntaxError) as caught:
+        parse(text)
+    assert words in caught.value.message
+    if column:
+        assert caught.value.column == column
+
+
+def test_the_json_form_has_the_same_bounds() -> None:
+    with pytest.raises(SegmentJsonError):
+        from_json({"field": "last_seen_at", "op": "within",
+                   "value": {"amount": 10**12, "unit": "days"}})  # fmt: skip
+    with pytest.raises(SegmentJsonError):
+        from_json({"did": "X", "count": {"op": ">=", "times": 10**20}})
+    with pytest.raises(SegmentJsonError):
+        from_json({"field": "orders_count", "op": ">=", "value": 1e300})

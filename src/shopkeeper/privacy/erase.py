@@ -104,9 +104,7 @@ def _erase(
     )
     _leave_segments(conn, lineage, now_ms)
     _delete(conn, t.profile_scores.delete().where(t.profile_scores.c.profile_id.in_(lineage)))
-    _delete(
-        conn, t.lead_rule_matches.delete().where(t.lead_rule_matches.c.profile_id.in_(lineage))
-    )
+    _delete(conn, t.lead_rule_matches.delete().where(t.lead_rule_matches.c.profile_id.in_(lineage)))
     profiles = _delete(conn, t.profiles.delete().where(t.profiles.c.id.in_(lineage)))
     summary = EraseSummary(
         profile_id=person.profile_id,

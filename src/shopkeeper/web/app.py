@@ -17,6 +17,7 @@ from shopkeeper.web import (
     pages_customers,
     pages_dashboard,
     pages_imports,
+    pages_segments,
     pages_sources,
 )
 from shopkeeper.web.ui import (
@@ -61,6 +62,7 @@ def install(app: FastAPI) -> None:
         pages_auth.router,
         pages_dashboard.router,
         pages_customers.router,
+        pages_segments.router,
         pages_catalog.router,
         pages_sources.router,
         pages_imports.router,

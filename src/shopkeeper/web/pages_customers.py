@@ -11,9 +11,11 @@ from sqlalchemy.engine import Connection
 
 from shopkeeper.analytics.customers import recent_customers
 from shopkeeper.profiles import view
+from shopkeeper.segments import service as segments
+from shopkeeper.segments.builtins import rfm_key
 from shopkeeper.web import catalog_link
 from shopkeeper.web.timeline import describe, group_visits, product_ids
-from shopkeeper.web.ui import PageNotFound, Session, int_param, is_htmx, render, services
+from shopkeeper.web.ui import PageNotFound, Session, int_param, is_htmx, now_ms, render, services
 
 router = APIRouter(include_in_schema=False)
 
@@ -155,6 +157,10 @@ def customer(
             reverse=True,
         )[:10]
         viewed_names = catalog_link.products(conn, _ids(viewed))
+    # Its own snapshot: the segments and scores as of one moment.
+    membership = segments.profile_segments(svc.db, profile_id, now_ms(request))
+    rfm_segment = membership["scores"]["rfm_segment"]
+    membership["rfm_css"] = rfm_key(rfm_segment) if rfm_segment else ""
     others = {
         key: value
         for key, value in sorted(computed.items())
@@ -172,6 +178,7 @@ def customer(
             "cart": cart,
             "viewed": viewed,
             "viewed_names": viewed_names,
+            "membership": membership,
             **timeline,
         },
         session=session,

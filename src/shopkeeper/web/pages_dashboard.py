@@ -1,4 +1,5 @@
-"""The dashboard: customers, live events, sales for 30 days, conversion, the pipeline."""
+"""The dashboard: customers, live events, sales for 30 days, conversion, the RFM grid,
+the pipeline."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from fastapi.responses import RedirectResponse, Response
 from shopkeeper.admin import audit
 from shopkeeper.analytics import kpis
 from shopkeeper.ingest import log as event_log
+from shopkeeper.segments.builtins import rfm_key
+from shopkeeper.segments.scores.rfm import SEGMENT_RULES
+from shopkeeper.segments.scores.rfm_job import RfmGrid, recompute_rfm, rfm_grid
 from shopkeeper.web import format as fmt
 from shopkeeper.web.charts import Bar, bar_chart, sparkline
 from shopkeeper.web.ui import (
@@ -67,8 +71,45 @@ def _sales_chart(report: kpis.SalesReport) -> Any:
     )
 
 
+def _span(bounds: tuple[int, int]) -> str:
+    return str(bounds[0]) if bounds[0] == bounds[1] else f"{bounds[0]}-{bounds[1]}"
+
+
+def _rfm(grid: RfmGrid) -> dict[str, Any]:
+    """The grid as the template draws it: rows of recency 5 down to 1, each with its
+    cells of frequency 1 to 5, and the legend of named segments with their totals."""
+    rules = {rule.name: rule for rule in SEGMENT_RULES}
+    rows = []
+    for start in range(0, len(grid.cells), 5):
+        cells = grid.cells[start : start + 5]
+        rows.append(
+            (
+                cells[0].recency,
+                [{"cell": c, "css": rfm_key(c.segment)} for c in cells],
+            )
+        )
+    legend = [
+        {
+            "name": total.name,
+            "css": rfm_key(total.name),
+            "description": rules[total.name].description,
+            "recency": _span(rules[total.name].recency),
+            "frequency": _span(rules[total.name].frequency),
+            "customers": total.customers,
+            "revenue": total.revenue,
+        }
+        for total in grid.segments
+    ]
+    return {"grid": grid, "rows": rows, "legend": legend}
+
+
+_NOTICES = {
+    "rfm": "RFM scores recomputed for every customer.",
+}
+
+
 @router.get("/")
-def dashboard(request: Request, session: Session) -> Response:
+def dashboard(request: Request, session: Session, notice: str | None = None) -> Response:
     svc = services(request)
     cache = ui_state(request).cache
     now = now_ms(request)
@@ -87,8 +128,13 @@ def dashboard(request: Request, session: Session) -> Response:
                 rates=svc.settings.exchange_rates,
             )
 
+    def rfm() -> RfmGrid:
+        with svc.db.read() as conn:
+            return rfm_grid(conn)
+
     customers = cache.get("summary", _SLOW_TTL_MS, now, summary)
     report = cache.get("sales", _SLOW_TTL_MS, now, sales)
+    grid = cache.get("rfm", _SLOW_TTL_MS, now, rfm)
     with svc.db.read() as conn:
         parked = event_log.parked(conn, PARKED_SHOWN)
     return render(
@@ -101,6 +147,8 @@ def dashboard(request: Request, session: Session) -> Response:
             "sales_chart": _sales_chart(report),
             "window_days": WINDOW_DAYS,
             "parked": parked,
+            "rfm": _rfm(grid),
+            "notice": _NOTICES.get(notice or ""),
             **_live(request),
         },
         session=session,
@@ -145,3 +193,25 @@ def retry_one(request: Request, session: Session, _form: CsrfForm, seq: str) -> 
 def retry_all(request: Request, session: Session, _form: CsrfForm) -> Response:
     _retry(request, session, None)
     return RedirectResponse("/#pipeline", status_code=303)
+
+
+@router.post("/dashboard/rfm/recompute")
+def recompute(request: Request, session: Session, _form: CsrfForm) -> Response:
+    """RFM scores for everyone now, instead of at the next hourly run."""
+    svc = services(request)
+    now = now_ms(request)
+    summary = recompute_rfm(svc.db, now)
+    with svc.db.write() as conn:
+        audit.record(
+            conn,
+            at_ms=now,
+            actor=session.actor,
+            action="scores.rfm_recompute",
+            details={
+                "customers": summary.customers,
+                "changed": summary.changed,
+                "cleared": summary.cleared,
+            },
+        )
+    ui_state(request).cache.clear()
+    return RedirectResponse("/?notice=rfm#rfm", status_code=303)

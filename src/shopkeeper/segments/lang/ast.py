@@ -28,6 +28,24 @@ UNIT_MS: dict[str, int] = {
 }
 
 
+# Bounds on numbers a condition may hold: beyond them no shop's data means anything, and
+# the backends could not represent them (a window reaching before year 1, a count past a
+# 64-bit integer).
+MAX_NUMBER = 1e15
+MAX_TIMES = 1_000_000_000
+MAX_DURATION_MS = 100 * 365 * 86_400_000
+MAX_ANNIVERSARY_DAYS = 366
+
+
+def number_problem(value: float | int) -> str | None:
+    """Why a number literal cannot be used, or None."""
+    if isinstance(value, float) and value != value:
+        return "Numbers must be finite"
+    if abs(value) > MAX_NUMBER:
+        return "Numbers in a condition are at most 1,000,000,000,000,000 (10^15)"
+    return None
+
+
 @dataclass(frozen=True)
 class Duration:
     amount: int
@@ -36,6 +54,11 @@ class Duration:
     @property
     def ms(self) -> int:
         return self.amount * UNIT_MS[self.unit]
+
+    def problem(self) -> str | None:
+        if self.ms > MAX_DURATION_MS:
+            return "A period is at most 100 years"
+        return None
 
 
 # -- what a condition is about -----------------------------------------------------------

@@ -132,6 +132,10 @@ class _Reader:
         return value
 
     def _value(self, value: Any, at: str) -> ast.Value:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = ast.number_problem(value)
+            if problem is not None:
+                raise SegmentJsonError(problem, at)
         if isinstance(value, (str, bool, int, float)):
             return value
         raise SegmentJsonError("Expected a text, a number, true or false", at)
@@ -151,7 +155,11 @@ class _Reader:
                 + "}",
                 at,
             )
-        return ast.Duration(value["amount"], value["unit"])
+        duration = ast.Duration(value["amount"], value["unit"])
+        problem = duration.problem()
+        if problem is not None:
+            raise SegmentJsonError(problem, f"{at}/amount")
+        return duration
 
     def field(self, doc: dict[str, Any], at: str, scope: str) -> ast.Condition:
         self._only(doc, {"field", "op", "value"}, at)
@@ -179,8 +187,12 @@ class _Reader:
         if op in ("within", "more than ago"):
             return ast.TimeWindow(field, op == "within", self._duration(value, vat))
         if op == "anniversary within":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise SegmentJsonError("Expected a whole number of days", vat)
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= ast.MAX_ANNIVERSARY_DAYS
+            ):
+                raise SegmentJsonError("Expected a whole number of days, at most 366", vat)
             return ast.Anniversary(field, value)
         raise SegmentJsonError(
             "op is one of =, !=, >, >=, <, <=, in, starts with, contains, is set, is empty, "
@@ -205,7 +217,7 @@ class _Reader:
                 or count["op"] not in _COUNT_OPS
                 or not isinstance(count["times"], int)
                 or isinstance(count["times"], bool)
-                or count["times"] < 0
+                or not 0 <= count["times"] <= ast.MAX_TIMES
             ):
                 raise SegmentJsonError(
                     'count is {"op": one of >=, <=, =, >, <, "times": a whole number}',
@@ -241,6 +253,9 @@ class _Reader:
             raise SegmentJsonError("op is one of =, !=, >, >=, <, <=", f"{at}/op")
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise SegmentJsonError("Expected a number", f"{at}/value")
+        problem = ast.number_problem(value)
+        if problem is not None:
+            raise SegmentJsonError(problem, f"{at}/value")
         return ast.Aggregate(
             func, prop, event, window, self._where(doc, at, depth), op, float(value)
         )

@@ -88,6 +88,9 @@ def tokenize(text: str) -> list[Token]:
         ):
             raw = number.group()
             value: float | int = float(raw) if "." in raw else int(raw)
+            problem = ast.number_problem(value)
+            if problem is not None:
+                raise SegmentSyntaxError(problem, line, column)
             tokens.append(Token("number", raw, value, line, column))
             i = number.end()
         elif word := _WORD.match(text, i):
@@ -180,14 +183,17 @@ class _Parser:
         self.next()
         return cast(str, token.value)
 
-    def integer(self, what: str) -> int:
+    def integer(self, what: str, maximum: int = ast.MAX_TIMES) -> int:
         token = self.peek()
         if token.kind != "number" or not isinstance(token.value, int) or token.value < 0:
             raise self.error(f"Expected {what} (a whole number), found {token.shown()}")
+        if token.value > maximum:
+            raise self.error(f"Expected {what} of at most {maximum:,}, found {token.shown()}")
         self.next()
         return token.value
 
     def duration(self) -> ast.Duration:
+        start = self.peek()
         amount = self.integer("a number of minutes, hours, days, weeks, months or years")
         unit = _UNITS.get(self.peek().word)
         if unit is None:
@@ -196,7 +202,11 @@ class _Parser:
                 f"{self.peek().shown()}"
             )
         self.next()
-        return ast.Duration(amount, cast(ast.Unit, unit))
+        duration = ast.Duration(amount, cast(ast.Unit, unit))
+        problem = duration.problem()
+        if problem is not None:
+            raise SegmentSyntaxError(problem, start.line, start.column)
+        return duration
 
     # -- conditions ----------------------------------------------------------------------
 
@@ -370,8 +380,10 @@ class _Parser:
         if self.accept("is", "anniversary", "within") or self.accept("anniversary", "within"):
             self._require(type_, ("time", "text", "any"), field, "a date")
             days = self.duration()
-            if days.unit != "days":
-                raise self.error("An anniversary window is in days, e.g. within 7 days")
+            if days.unit != "days" or days.amount > ast.MAX_ANNIVERSARY_DAYS:
+                raise self.error(
+                    "An anniversary window is in days, at most 366, e.g. within 7 days"
+                )
             return ast.Anniversary(field, days.amount)
         if self.accept("is", "not"):
             return ast.Not(self._compare(field, type_, "=", token))
