@@ -91,6 +91,16 @@ events = sa.Table(
     ),
     sa.Index("ix_events_profile_id_timestamp", "profile_id", "timestamp"),
     sa.Index("ix_events_received_at", "received_at"),
+    # Segment conditions on events (`did "X" ... within ...`): one profile's events of a
+    # name in a window, or everybody's events of that name when a population is counted.
+    sa.Index(
+        "ix_events_event_profile_id_timestamp",
+        "event",
+        "profile_id",
+        "timestamp",
+        sqlite_where=sa.text(f"status = {APPLIED} AND type = 'track'"),
+        postgresql_where=sa.text(f"status = {APPLIED} AND type = 'track'"),
+    ),
 )
 
 profiles = sa.Table(

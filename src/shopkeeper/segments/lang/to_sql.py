@@ -5,10 +5,21 @@ runs `SELECT ... FROM profiles p WHERE p.merged_into IS NULL AND (<condition>)`.
 Agrees with evaluate.py (see there for the shared semantics). Every atom is wrapped in
 COALESCE(..., FALSE) so that `not` is two-valued, as in Python. Paths are validated
 identifiers and are written into the text; every value is a bound parameter.
+
+Shaped for counting a whole population (benchmarks/segments.py measures it). On
+PostgreSQL a jsonb column is decompressed again by every operator that reads it, so a
+text compared for equality (or with a list) is one jsonb comparison rather than a type
+test plus a text comparison; and event counts, first times and aggregates are grouped
+once over the matching events (`EXISTS` over the grouped rows: a semi-join at the top
+level) instead of a subquery run per profile. SQLite runs a correlated subquery per
+profile about as fast as a grouped one, through the index on applied track events
+(event, profile_id, timestamp), and keeps the plain shape.
 """
 
 from __future__ import annotations
 
+import json
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -267,7 +278,19 @@ class _Compiler:
 
     # -- atoms ---------------------------------------------------------------------------
 
+    def _jsonb_text(self, value: _Value, literal: ast.Value) -> str | None:
+        """On PostgreSQL, `value = "text"` as one jsonb comparison (true exactly when it
+        holds that text), so that the column is read once; None elsewhere."""
+        if self.dialect != "postgresql" or not isinstance(value, _Json):
+            return None
+        if _kind_of(literal) != "text":
+            return None
+        return f"CAST({self.param(json.dumps(literal))} AS JSONB)"
+
     def _cmp(self, value: _Value, op: str, literal: ast.Value) -> str:
+        if op == "=" and (text := self._jsonb_text(value, literal)) is not None:
+            assert isinstance(value, _Json)
+            return f"({value.node} = {text})"
         kind = _kind_of(literal)
         sql_op = "<>" if op == "!=" else op
         left = value.value(kind)
@@ -284,12 +307,20 @@ class _Compiler:
         if isinstance(node, ast.Compare):
             return self._cmp(value, node.op, node.value)
         if isinstance(node, ast.OneOf):
+            texts = [self._jsonb_text(value, v) for v in node.values]
+            if texts and all(t is not None for t in texts):
+                assert isinstance(value, _Json)
+                return f"({value.node} IN ({', '.join(t for t in texts if t)}))"
             return "(" + " OR ".join(self._cmp(value, "=", v) for v in node.values) + ")"
         if isinstance(node, ast.Text):
             return self.text(node, value)
         if isinstance(node, ast.Presence):
             return value.is_present() if node.test == "set" else value.is_empty()
         if isinstance(node, ast.Truthy):
+            if isinstance(value, _Column):  # IS TRUE: false for NULL, one lookup
+                return value.value("boolean")
+            if self.dialect == "postgresql" and isinstance(value, _Json):
+                return f"({value.node} = 'true'::jsonb)"
             return f"({value.is_kind('boolean')} AND {value.value('boolean')})"
         if isinstance(node, ast.TimeWindow):
             bound = self.param(ms_to_iso(self.now_ms - node.duration.ms))
@@ -349,10 +380,15 @@ class _Compiler:
     # -- events --------------------------------------------------------------------------
 
     def events_where(
-        self, event: str, window: ast.Duration | None, where: ast.Condition | None
+        self,
+        event: str,
+        window: ast.Duration | None,
+        where: ast.Condition | None,
+        correlated: bool = True,
     ) -> str:
+        """The matching events: the profile's own (correlated), or everybody's."""
         clauses = [
-            "e.profile_id = p.id",
+            "e.profile_id = p.id" if correlated else "e.profile_id IS NOT NULL",
             f"e.status = {APPLIED}",
             "e.type = 'track'",
             f"e.event = {self.param(event)}",
@@ -363,30 +399,62 @@ class _Compiler:
             clauses.append(self.event_condition(where))
         return " AND ".join(clauses)
 
+    def grouped(
+        self, event: str, window: ast.Duration | None, where: ast.Condition | None, having: str
+    ) -> str:
+        """PostgreSQL: the profile is among those whose matching events pass `having`. At
+        the top level this is a semi-join with the events grouped once; under `not` or
+        `or`, PostgreSQL pushes the profile id into the grouping (or hashes the groups)."""
+        where_sql = self.events_where(event, window, where, correlated=False)
+        return (
+            f"EXISTS (SELECT 1 FROM (SELECT e.profile_id FROM events e WHERE {where_sql} "
+            f"GROUP BY e.profile_id HAVING {having}) g WHERE g.profile_id = p.id)"
+        )
+
     def did(self, node: ast.Did) -> str:
+        pg = self.dialect == "postgresql"
         if node.first:
             assert node.window is not None
-            where = self.events_where(node.event, None, node.where)
             since = self.param(self.now_ms - node.window.ms)
+            if pg:
+                return self.grouped(node.event, None, node.where, f"MIN(e.timestamp) >= {since}")
+            where = self.events_where(node.event, None, node.where)
             return (
                 f"COALESCE((SELECT MIN(e.timestamp) FROM events e WHERE {where}) >= {since}, FALSE)"
             )
-        where = self.events_where(node.event, node.window, node.where)
         if (node.op, node.times) == (">=", 1):
+            where = self.events_where(node.event, node.window, node.where)
             return f"EXISTS (SELECT 1 FROM events e WHERE {where})"
+        if pg:
+            times = self.param(node.times)
+            holds = f"COUNT(*) {node.op} {times}"
+            if _OPS[node.op](0, node.times):
+                # Holds with no events at all: not among those for whom it fails.
+                failing = self.grouped(node.event, node.window, node.where, f"NOT ({holds})")
+                return f"(NOT {failing})"
+            return self.grouped(node.event, node.window, node.where, holds)
+        where = self.events_where(node.event, node.window, node.where)
         count = f"(SELECT COUNT(*) FROM events e WHERE {where})"
         return f"({count} {node.op} {self.param(node.times)})"
 
     def aggregate(self, node: ast.Aggregate) -> str:
         value = self.event_value(node.property)
-        where = self.events_where(node.event, node.window, node.where)
         number = f"CASE WHEN {value.is_kind('number')} THEN {value.value('number')} END"
         func = _AGGREGATE_SQL[node.func]
         op = "<>" if node.op == "!=" else node.op
+        if self.dialect == "postgresql":
+            # No number among the matching events: NULL, so the HAVING fails (false).
+            having = f"{func}({number}) {op} {self.param(float(node.value))}"
+            return self.grouped(node.event, node.window, node.where, having)
+        where = self.events_where(node.event, node.window, node.where)
         return (
             f"COALESCE((SELECT {func}({number}) FROM events e WHERE {where}) {op} "
             f"{self.param(float(node.value))}, FALSE)"
         )
+
+
+_OPS = {"=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+        "<": operator.lt, "<=": operator.le}  # fmt: skip
 
 
 def _field(node: ast.Condition) -> ast.Field:
