@@ -30,6 +30,10 @@ Completed, with the demo's Segment payloads), in the order the pipeline would ha
 written them (by time, so one profile's events are spread over the table). The catalog
 is the demo's.
 
+At 1M profiles the SQLite file (18 GB) and the PostgreSQL database (16 GB) together exceed
+the memory of a 23 GB machine, so counts partly read from disk and vary between runs;
+`--database` measures one of them alone.
+
 Results: a table on stdout and benchmarks/results/segments.json. The file is organised as
 population, segments, measurement, driver: another section (for example real-time
 re-evaluation) takes the same populated databases (`Targets`) and adds its rows.
