@@ -31,6 +31,8 @@ class Explanation:
     # What the profile has there, in words ("orders_count is 0", "2 matching events").
     seen: str | None = None
     children: list[Explanation] = field(default_factory=list)
+    # A `not`: when it fails, the clause itself (its inner part holds) is the reason.
+    negation: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,7 +57,7 @@ def explain(
         return Explanation(text, combine(c.holds for c in children), None, children)
     if isinstance(node, ast.Not):
         inner = explain(node.item, segments, facts, now_ms, stack)
-        return Explanation(text, not inner.holds, inner.seen, [inner])
+        return Explanation(text, not inner.holds, inner.seen, [inner], negation=True)
     if isinstance(node, ast.InSegment):
         inner_node, inner_stack = inline_segment(node, segments, stack)
         inner = explain(inner_node, segments, facts, now_ms, inner_stack)
@@ -68,7 +70,7 @@ def blocking(explanation: Explanation) -> list[Explanation]:
     """The innermost clauses that fail and make the whole fail (empty when it holds)."""
     if explanation.holds:
         return []
-    if not explanation.children or explanation.text.startswith("not "):
+    if not explanation.children or explanation.negation:
         return [explanation]
     out: list[Explanation] = []
     for child in explanation.children:
