@@ -10,89 +10,26 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from shopkeeper.analytics.customers import recent_customers
-from shopkeeper.clock import SystemClock
 from shopkeeper.demo.run import EXCHANGE_RATES
 from shopkeeper.storage.db import Database
-from shopkeeper.web.users import create_user
-from tests.browser.shop import shop_events
-from tests.live import LiveServer, free_port, live_server
+from tests.browser.conftest import EMAIL, PASSWORD, open_page, shot
+from tests.live import LiveServer, free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-EMAIL = "marta@shop.example"
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def shop(tmp_path: Path) -> Iterator[LiveServer]:
-    url = f"sqlite:///{tmp_path / 'shop.db'}"
-    with live_server(url, tmp_path) as server:
-        db = Database(url)
-        create_user(db, EMAIL, PASSWORD, SystemClock().now_ms(), name="Marta")
-        db.dispose()
-        sent = httpx.post(
-            f"{server.url}/v1/batch",
-            json={"batch": shop_events(SystemClock().now_ms())},
-            auth=(server.write_key, ""),
-        )
-        assert sent.json()["accepted"] == 17
-        server.wait_drained()
-        yield server
-
-
-def _shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
 
 def _open(browser: Browser) -> tuple[Page, list[str]]:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    # A script error, a missing file or a resource the content security policy blocked
-    # shows here. Expected: the refused login's own 401, and the demo catalog's pictures,
-    # which live on the shop's (made-up) servers that this machine cannot reach.
-    expected = ("(Unauthorized)", "net::ERR_NAME_NOT_RESOLVED")
-    page.on(
-        "console",
-        lambda m: (
-            problems.append(m.text)
-            if m.type == "error" and not any(text in m.text for text in expected)
-            else None
-        ),
-    )
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    return page, problems
+    # Expected: the refused login's own 401, and the demo catalog's pictures, which live
+    # on the shop's (made-up) servers that this machine cannot reach.
+    return open_page(browser, ("(Unauthorized)", "net::ERR_NAME_NOT_RESOLVED"))
 
 
 def test_a_marketer_logs_in_finds_a_customer_and_reads_their_visits(
@@ -107,7 +44,7 @@ def test_a_marketer_logs_in_finds_a_customer_and_reads_their_visits(
     expect(page.locator("#login-error")).to_have_text(
         "That email and password do not match an account. Check both and try again."
     )
-    _shot(page, "01-login-bad-password")
+    shot(page, "01-login-bad-password")
 
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
@@ -122,14 +59,14 @@ def test_a_marketer_logs_in_finds_a_customer_and_reads_their_visits(
     with page.expect_response(lambda r: r.url.endswith("/dashboard/live"), timeout=10_000):
         pass
     expect(page.get_by_test_id("pipeline-status")).to_contain_text("Up to date")
-    _shot(page, "02-dashboard")
+    shot(page, "02-dashboard")
 
     page.click("nav >> text=Customers")
     page.fill("#q", "lima")
     expect(page).to_have_url(re.compile(r"/customers\?q=lima$"))  # htmx pushed the search
     result = page.locator("#results a", has_text="Ana Lima")
     expect(result).to_have_count(1)
-    _shot(page, "03-customer-search")
+    shot(page, "03-customer-search")
     result.click()
     expect(page.locator("h1")).to_contain_text("Ana Lima")
     visits = page.get_by_test_id("visit")
@@ -143,7 +80,7 @@ def test_a_marketer_logs_in_finds_a_customer_and_reads_their_visits(
     assert page.locator("time[data-local]").count() == 0
     visits.nth(1).locator("summary", has_text="Placed order A-100").click()
     expect(visits.nth(1).get_by_role("row", name="Revenue $1,250.00")).to_be_visible()
-    _shot(page, "04-customer")
+    shot(page, "04-customer")
     assert problems == []
 
 
@@ -179,7 +116,7 @@ def test_keys_csrf_and_logout(browser: Browser, shop: LiveServer) -> None:
         ][-1]["name"]
         == "Web shop NO"
     )
-    _shot(page, "05-sources")
+    shot(page, "05-sources")
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("tr", has_text="Web shop NO").locator("button", has_text="Revoke").click()
@@ -187,7 +124,7 @@ def test_keys_csrf_and_logout(browser: Browser, shop: LiveServer) -> None:
 
     page.click("text=Log out")
     expect(page.locator(".notice")).to_have_text("You have logged out.")
-    _shot(page, "06-logged-out")
+    shot(page, "06-logged-out")
     page.goto(shop.url + "/customers")
     expect(page).to_have_url(re.compile(r"/login\?next=/customers$"))
     assert problems == []
@@ -233,17 +170,17 @@ def test_the_demo_store_in_the_browser(browser: Browser, tmp_path: Path) -> None
         page.fill("#password", password.group(1))
         page.click("button[type=submit]")
         expect(page.get_by_test_id("customers-known")).to_have_text(str(len(known)))
-        _shot(page, "07-demo-dashboard")
+        shot(page, "07-demo-dashboard")
         page.click("nav >> text=Customers")
         page.fill("#q", buyer["display_name"])
         page.locator("#results a", has_text=buyer["display_name"]).first.click()
         expect(page.locator("h1")).to_contain_text(buyer["display_name"])
         expect(page.get_by_test_id("visit").first).to_be_visible()
         expect(page.locator(".event .what", has_text="Placed order").first).to_be_visible()
-        _shot(page, "08-demo-customer")
+        shot(page, "08-demo-customer")
         page.click("nav >> text=Catalog")
         expect(page.locator("table tbody tr")).to_have_count(50)
-        _shot(page, "09-demo-catalog")
+        shot(page, "09-demo-catalog")
         assert problems == []
     finally:
         server.kill()

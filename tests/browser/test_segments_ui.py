@@ -7,86 +7,35 @@ segments. Screenshots go to test-artifacts/browser/ like the other browser tests
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from shopkeeper.clock import SystemClock
-from shopkeeper.storage.db import Database
-from shopkeeper.web.users import create_user
-from tests.browser.shop import shop_events
-from tests.live import LiveServer, live_server
+from tests.browser.conftest import EMAIL, PASSWORD, open_page, shot
+from tests.live import LiveServer
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-EMAIL = "marta@shop.example"
-PASSWORD = "correct horse battery"
 
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    url = f"sqlite:///{tmp_path / 'shop.db'}"
-    with live_server(url, tmp_path) as running:
-        db = Database(url)
-        create_user(db, EMAIL, PASSWORD, SystemClock().now_ms(), name="Marta")
-        db.dispose()
-        sent = httpx.post(
-            f"{running.url}/v1/batch",
-            json={"batch": shop_events(SystemClock().now_ms())},
-            auth=(running.write_key, ""),
-        )
-        assert sent.json()["accepted"] == 17
-        running.wait_drained()
-        yield running
-
-
-def _shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _logged_in(browser: Browser, server: LiveServer) -> tuple[Page, list[str]]:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    # A script error, a missing file or something the content security policy blocked.
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(server.url + "/login")
+def _logged_in(browser: Browser, shop: LiveServer) -> tuple[Page, list[str]]:
+    page, problems = open_page(browser)
+    page.goto(shop.url + "/login")
     page.fill("#email", EMAIL)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    expect(page).to_have_url(server.url + "/")
+    expect(page).to_have_url(shop.url + "/")
     return page, problems
 
 
 def test_a_marketer_builds_a_segment_with_the_live_count(
-    chromium: Browser, server: LiveServer
+    browser: Browser, shop: LiveServer
 ) -> None:
-    page, problems = _logged_in(chromium, server)
+    page, problems = _logged_in(browser, shop)
     page.click("nav >> text=Segments")
     expect(page.locator("h1")).to_have_text("Segments")
     expect(page.get_by_test_id("builtin-repeat-customers")).to_contain_text("Enable")
     page.click("text=New segment")
-    expect(page).to_have_url(server.url + "/segments/new")
+    expect(page).to_have_url(shop.url + "/segments/new")
 
     page.fill("#name", "Big spenders")
     expect(page.locator("#key")).to_have_value("big-spenders")  # follows the name
@@ -120,7 +69,7 @@ def test_a_marketer_builds_a_segment_with_the_live_count(
     expect(error.locator("pre")).to_have_text("and lats_seen_at within 30 days\n    ^")
     expect(condition).to_have_attribute("aria-invalid", "true")
     expect(count).to_have_text("—")
-    _shot(page, "10-segment-builder-error")
+    shot(page, "10-segment-builder-error")
     # Clicking the quoted line puts the cursor at the mistake.
     error.locator("pre").click()
     assert condition.evaluate("el => el.selectionStart") == len("orders_count >= 2\nand ")
@@ -129,10 +78,10 @@ def test_a_marketer_builds_a_segment_with_the_live_count(
     condition.press("End")  # fill() sends one input event; the preview follows it
     expect(error).to_be_hidden()
     expect(count).to_have_text("2")
-    _shot(page, "11-segment-builder")
+    shot(page, "11-segment-builder")
 
     page.click("text=Save segment")
-    expect(page).to_have_url(server.url + "/segments/big-spenders?notice=created")
+    expect(page).to_have_url(shop.url + "/segments/big-spenders?notice=created")
     expect(page.get_by_test_id("segment-size")).to_have_text("2")
     members = page.get_by_test_id("segment-members")
     expect(members.locator("tbody tr")).to_have_count(2)
@@ -151,7 +100,7 @@ def test_a_marketer_builds_a_segment_with_the_live_count(
     expect(result).to_contain_text("Ben Okafor does not meet the condition")
     expect(result).to_contain_text("total_revenue >= 100 — total_revenue is 40")
     expect(page).to_have_url(re.compile(r"/segments/big-spenders\?notice=updated$"))  # htmx
-    _shot(page, "12-segment-page")
+    shot(page, "12-segment-page")
 
     # The customer's page lists the segment; the dashboard draws the RFM grid.
     page.get_by_test_id("segment-members").locator("a", has_text="Ana Lima").click()
@@ -167,8 +116,8 @@ def test_a_marketer_builds_a_segment_with_the_live_count(
     expect(page.get_by_test_id("rfm-r4-f4")).to_contain_text("$1,330.00")
     expect(page.get_by_test_id("rfm-legend")).to_contain_text("Loyal Customers")
     page.locator("#rfm").scroll_into_view_if_needed()
-    _shot(page, "13-dashboard-rfm")
-    page.goto(server.url + "/segments")
+    shot(page, "13-dashboard-rfm")
+    page.goto(shop.url + "/segments")
     expect(page.get_by_test_id("size-big-spenders")).to_have_text("1")
-    _shot(page, "14-segments")
+    shot(page, "14-segments")
     assert problems == []
