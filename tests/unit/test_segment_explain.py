@@ -44,3 +44,26 @@ def test_nested_segments_are_opened_and_a_holding_condition_has_no_reasons() -> 
         ('plan = "paid"', 'plan is "free"'),
     ]
     assert reasons('orders_count >= 1 or plan = "gold"') == []
+
+
+def test_an_aggregate_says_what_it_came_to() -> None:
+    person = ProfileFacts(
+        profile_id=2,
+        known=True,
+        traits={},
+        computed={},
+        events=[
+            EventFact("Order Completed", NOW - DAY, {"revenue": 30}),
+            EventFact("Order Completed", NOW - 2 * DAY, {"revenue": 15.5}),
+            EventFact("Order Completed", NOW - 200 * DAY, {"revenue": 500}),
+        ],
+    )
+    tree = explain(
+        parse('total revenue of "Order Completed" within 90 days >= 100'), {}, person, NOW
+    )
+    assert [(e.text, e.seen) for e in blocking(tree)] == [
+        (
+            'total revenue of "Order Completed" within 90 days >= 100',
+            "total revenue is 45.5 over 2 matching events",
+        )
+    ]

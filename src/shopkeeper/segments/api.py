@@ -175,7 +175,7 @@ def list_builtins(request: Request, _admin: Admin) -> dict[str, Any]:
     from shopkeeper.segments.builtins import BUILTINS
 
     services = _services(request)
-    enabled = {s["builtin"]: s["key"] for s in service.summaries(services.db, 0) if s["builtin"]}
+    enabled = service.enabled_builtins(services.db)
     return {
         "builtins": [
             {

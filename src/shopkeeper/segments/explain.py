@@ -14,6 +14,7 @@ from shopkeeper.segments.lang.evaluate import (
     MISSING,
     ProfileFacts,
     compile_predicate,
+    dig,
     field_value,
     inline_segment,
     is_number,
@@ -105,16 +106,18 @@ def _seen(node: ast.Condition, facts: ProfileFacts, now_ms: int) -> str | None:
         found = matching_events(node, facts, now_ms)
         if node.property.kind != "property":
             return f"{len(found)} matching event{'s' if len(found) != 1 else ''}"
-        values = []
-        for event in found:
-            value: Any = event.properties
-            for part in node.property.path:
-                value = value.get(part) if isinstance(value, dict) else None
-            if is_number(value):
-                values.append(float(value))
+        path = node.property.path
+        values = [float(v) for e in found if is_number(v := dig(e.properties, path))]
         if not values:
             return "no matching event with a number there"
-        return f"{len(values)} matching event{'s' if len(values) != 1 else ''}"
+        result = {
+            "total": math.fsum(values),
+            "average": math.fsum(values) / len(values),
+            "minimum": min(values),
+            "maximum": max(values),
+        }[node.func]
+        events = f"{len(values)} matching event{'s' if len(values) != 1 else ''}"
+        return f"{node.func} {node.property.name} is {_shown(result)} over {events}"
     try:
         fld = node_field(node)
     except TypeError:

@@ -50,7 +50,7 @@ class SegmentInUse(ValueError):
     pass
 
 
-def _get(db: Database, key: str) -> Segment:
+def get(db: Database, key: str) -> Segment:
     with db.read() as conn:
         segment = store.get_segment(conn, key)
     if segment is None:
@@ -58,8 +58,10 @@ def _get(db: Database, key: str) -> Segment:
     return segment
 
 
-def get(db: Database, key: str) -> Segment:
-    return _get(db, key)
+def enabled_builtins(db: Database) -> dict[str, str]:
+    """Built-in segment key -> the key it is saved under."""
+    with db.read() as conn:
+        return {s.builtin: s.key for s in store.all_segments(conn) if s.builtin}
 
 
 # -- changing definitions ----------------------------------------------------------------
@@ -110,7 +112,7 @@ def create(
             details={"condition": text, "realtime": bool(realtime), "builtin": builtin},
         )
     result = refresh_segment(db, key, now_ms)
-    return _get(db, key), result
+    return get(db, key), result
 
 
 def update(
@@ -150,7 +152,7 @@ def update(
     result = None
     if updated.version != current.version:
         result = refresh_segment(db, key, now_ms)
-    return _get(db, key), result
+    return get(db, key), result
 
 
 def delete(db: Database, now_ms: int, key: str, *, actor: str) -> None:
@@ -348,7 +350,7 @@ def summary(segment: Segment, size: int, week_ago: int | None) -> dict[str, Any]
 
 
 def detail(db: Database, key: str, now_ms: int) -> dict[str, Any]:
-    segment = _get(db, key)
+    segment = get(db, key)
     since = now_ms - HISTORY_DAYS * DAY_MS
     with db.read() as conn:
         size = live_sizes(conn, [segment.id]).get(segment.id, 0)
@@ -387,7 +389,7 @@ def detail(db: Database, key: str, now_ms: int) -> dict[str, Any]:
 
 
 def members(db: Database, key: str, limit: int, offset: int) -> dict[str, Any]:
-    segment = _get(db, key)
+    segment = get(db, key)
     with db.read() as conn:
         rows = conn.execute(
             sa.select(members_t.c.profile_id, members_t.c.entered_at)
@@ -416,7 +418,7 @@ def members(db: Database, key: str, limit: int, offset: int) -> dict[str, Any]:
 
 def history(db: Database, key: str, limit: int, before: int | None) -> dict[str, Any]:
     """Entries and exits, newest first; `before`: a history id cursor."""
-    segment = _get(db, key)
+    segment = get(db, key)
     with db.read() as conn:
         query = (
             sa.select(history_t)

@@ -84,7 +84,10 @@ def _text(node: ast.Condition, top: bool) -> str:
             parts.append(f"within {duration_text(node.window)}")
         if node.where is not None:
             parts.append(f"where ({_text(node.where, False)})")
-        parts.append(f"{node.op} {value_text(node.value)}")
+        # Always a number (the parser makes it a float): shown as written, 100 not 100.0.
+        value = node.value
+        shown = str(int(value)) if value.is_integer() and abs(value) < 1e15 else value_text(value)
+        parts.append(f"{node.op} {shown}")
         return " ".join(parts)
     if isinstance(node, ast.InSegment):
         return f"in segment {quote(node.key)}"
