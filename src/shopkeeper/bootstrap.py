@@ -27,6 +27,13 @@ from shopkeeper.ingest import sources_api
 from shopkeeper.ingest.sources import WriteKeyCache
 from shopkeeper.ingest.spec import Limits, MessageValidator
 from shopkeeper.ingest.writer import EventWriter
+from shopkeeper.journeys import api as journeys_api
+from shopkeeper.journeys.runtime import JourneyRuntime
+from shopkeeper.messaging import api as messaging_api
+from shopkeeper.messaging import coupons_api, tracking_api
+from shopkeeper.messaging.channels.registry import build_channels
+from shopkeeper.messaging.coupon_redemption import CouponRedemptionHook
+from shopkeeper.messaging.delivery import Deliverer, DeliveryRunner
 from shopkeeper.observability.metrics import Metrics
 from shopkeeper.pipeline import api as pipeline_api
 from shopkeeper.pipeline.processor import BatchHook, Processor
@@ -60,16 +67,26 @@ class Services:
     validator: MessageValidator
     runner: PipelineRunner | None
     scheduler: Scheduler | None = None
+    journeys: JourneyRuntime | None = None
+    deliverer: Deliverer | None = None
+    delivery: DeliveryRunner | None = None
 
 
 def make_processor(
-    db: Database, settings: Settings, clock: Clock, metrics: Metrics | None
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics | None,
+    journeys: JourneyRuntime | None = None,
 ) -> Processor:
     hooks: list[BatchHook] = [
         ProductStatsHook.from_settings(settings),
         LeadScoreHook.from_settings(settings),
         # After the scores, so that real-time segments on lead_score see this batch's.
         MembershipHook(metrics=metrics),
+        CouponRedemptionHook(),
+        # Last: journeys see the profile, its scores and segments as of this batch.
+        journeys or JourneyRuntime(db, settings),
     ]
     return Processor(db, settings, clock, metrics, hooks=hooks)
 
@@ -78,6 +95,7 @@ def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
     """The periodic work, run by whichever process (serve or worker) claims it."""
     import httpx
 
+    from shopkeeper.journeys import entries as journey_entries
     from shopkeeper.segments.audiences.sync import run_due_syncs
     from shopkeeper.segments.jobs import record_sizes, refresh_due_segments
     from shopkeeper.segments.scores.lead_job import refresh_lead_scores_task
@@ -87,7 +105,14 @@ def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
         with httpx.Client(timeout=settings.audience_sync_timeout_seconds) as client:
             return run_due_syncs(db, settings, now_ms, client, clock=clock.now_ms)
 
+    def journey_timers(db: Database, settings: Settings, now_ms: int) -> object:
+        return JourneyRuntime(db, settings).fire_due(now_ms)
+
+    def journey_segments(db: Database, settings: Settings, now_ms: int) -> object:
+        return JourneyRuntime(db, settings).follow_segments(now_ms)
+
     minute = 60_000
+    tick = max(1_000, int(settings.journey_tick_seconds * 1000))
     return [
         # Real-time segments: at most every segment_time_refresh_minutes (each segment
         # decides whether it is due); scheduled ones at their own interval.
@@ -100,6 +125,12 @@ def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
             refresh_lead_scores_task,
         ),
         Task("audiences.sync", minute, audience_syncs),
+        Task("journeys.timers", tick, journey_timers),
+        Task("journeys.segments", tick, journey_segments),
+        # A large broadcast may take longer than the default lease.
+        Task("journeys.broadcasts", minute, journey_entries.run_broadcasts, lease_ms=120 * minute),
+        Task("journeys.dates", 5 * minute, journey_entries.run_dates),
+        Task("journeys.catalog", minute, journey_entries.run_catalog),
     ]
 
 
@@ -107,6 +138,41 @@ def make_scheduler(
     db: Database, settings: Settings, clock: Clock, metrics: Metrics | None = None
 ) -> Scheduler:
     return Scheduler(db, settings, clock, scheduled_tasks(settings, clock), metrics=metrics)
+
+
+def installation_secret(db: Database) -> str:
+    """The key that signs message links when none is configured: made once, kept in the
+    database (every process of the installation reads the same one)."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    from shopkeeper.storage import tables as t
+
+    with db.write() as conn:
+        conn.execute(
+            db.insert_ignore(t.meta).values(key="secret_key", value=secrets.token_urlsafe(32))
+        )
+        return str(
+            conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "secret_key")).scalar_one()
+        )
+
+
+def with_secret(db: Database, settings: Settings) -> Settings:
+    if settings.secret_key is not None:
+        return settings
+    return settings.model_copy(update={"secret_key": installation_secret(db)})
+
+
+def make_delivery(
+    db: Database, settings: Settings, clock: Clock, metrics: Metrics | None, run: bool
+) -> tuple[Deliverer, DeliveryRunner | None, JourneyRuntime]:
+    """Message delivery (with its background loop when `run`), and the journey runtime
+    that wakes it when a journey queues a message."""
+    deliverer = Deliverer(db, settings, build_channels(settings), clock, metrics)
+    delivery = DeliveryRunner(deliverer, settings.journey_tick_seconds) if run else None
+    journeys = JourneyRuntime(db, settings, wake_delivery=delivery.wake if delivery else None)
+    return deliverer, delivery, journeys
 
 
 def build_services(
@@ -118,11 +184,13 @@ def build_services(
 ) -> Services:
     clock = clock or SystemClock()
     db = db or open_database(settings)
+    settings = with_secret(db, settings)
     metrics = Metrics()
+    deliverer, delivery, journeys = make_delivery(db, settings, clock, metrics, run_worker)
     runner = None
     if run_worker:
         runner = PipelineRunner(
-            make_processor(db, settings, clock, metrics), settings.pipeline_idle_seconds
+            make_processor(db, settings, clock, metrics, journeys), settings.pipeline_idle_seconds
         )
     writer = EventWriter(db, on_commit=runner.wake if runner else None)
     services = Services(
@@ -144,6 +212,9 @@ def build_services(
         scheduler=make_scheduler(db, settings, clock, metrics)
         if run_worker and settings.scheduler_enabled
         else None,
+        journeys=journeys,
+        deliverer=deliverer,
+        delivery=delivery,
     )
 
     def pipeline_status() -> dict[str, float]:
@@ -162,6 +233,8 @@ def create_app(services: Services) -> FastAPI:
             services.runner.start()
         if services.scheduler is not None:
             services.scheduler.start()
+        if services.delivery is not None:
+            services.delivery.start()
         imports_service.allow_background_imports()
         # The framework's long-lived objects (about 120k) would otherwise be scanned by
         # every full collection, in 40-70 ms pauses that set the ingest p99.
@@ -176,6 +249,8 @@ def create_app(services: Services) -> FastAPI:
             imports_service.stop_background_imports()
             if services.scheduler is not None:
                 services.scheduler.stop()
+            if services.delivery is not None:
+                services.delivery.stop()
             if services.runner is not None:
                 services.runner.stop()
             services.writer.stop()
@@ -204,6 +279,10 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(segments_api.router)
     app.include_router(audiences_api.router)
     app.include_router(audience_export_api.router)
+    app.include_router(journeys_api.router)
+    app.include_router(coupons_api.router)
+    app.include_router(messaging_api.router)
+    app.include_router(tracking_api.router)
     install_ui(app)
 
     @app.get("/healthz", tags=["Operations"], summary="Liveness and database reachability")

@@ -22,6 +22,7 @@ from shopkeeper.clikit import (
 from shopkeeper.clock import SystemClock
 from shopkeeper.demo.cli import demo_command
 from shopkeeper.imports.cli import import_app
+from shopkeeper.journeys.cli import journeys_app
 from shopkeeper.privacy.cli import profiles_app
 from shopkeeper.segments.cli import scheduler_app, segments_app
 from shopkeeper.web.users_cli import users_app
@@ -42,6 +43,7 @@ app.add_typer(profiles_app, name="profiles")
 app.add_typer(users_app, name="users")
 app.add_typer(segments_app, name="segments")
 app.add_typer(scheduler_app, name="scheduler")
+app.add_typer(journeys_app, name="journeys")
 app.command("demo")(demo_command)
 
 
@@ -89,16 +91,23 @@ def worker_command(
     once: Annotated[bool, typer.Option("--once", help="Apply what is pending, then exit.")] = False,
 ) -> None:
     """Run the pipeline (without HTTP). Several workers may run against PostgreSQL."""
-    from shopkeeper.bootstrap import make_processor, make_scheduler
+    from shopkeeper.bootstrap import make_delivery, make_processor, make_scheduler, with_secret
     from shopkeeper.pipeline.worker import PipelineRunner
 
     settings = load_settings(database_url)
     db = open_db(settings, create_if_empty=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    processor = make_processor(db, settings, SystemClock(), None)
+    clock = SystemClock()
+    settings = with_secret(db, settings)
+    try:
+        deliverer, delivery, journeys = make_delivery(db, settings, clock, None, not once)
+    except ValueError as exc:  # a channel's provider chosen without its settings
+        raise fail(str(exc)) from None
+    processor = make_processor(db, settings, clock, None, journeys)
     if once:
         done = processor.drain()
-        console.print(f"applied {done} events")
+        sent = deliverer.drain()
+        console.print(f"applied {done} events; handled {sent} messages")
         return
     runner = PipelineRunner(processor, settings.pipeline_idle_seconds)
 
@@ -107,13 +116,17 @@ def worker_command(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    scheduler = make_scheduler(db, settings, SystemClock()) if settings.scheduler_enabled else None
+    scheduler = make_scheduler(db, settings, clock) if settings.scheduler_enabled else None
     console.print(f"pipeline worker on {db.dialect}; Ctrl-C stops after the current batch")
     if scheduler is not None:
         scheduler.start()
+    if delivery is not None:
+        delivery.start()
     try:
         runner.run()
     finally:
+        if delivery is not None:
+            delivery.stop()
         if scheduler is not None:
             scheduler.stop()
 

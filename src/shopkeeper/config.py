@@ -90,8 +90,83 @@ class Settings(BaseSettings):
     rfm_interval_minutes: int = Field(default=60, ge=1)
     lead_score_refresh_minutes: int = Field(default=60, ge=1)
 
+    # Journeys (docs/journeys.md): due timers are looked for this often (and whenever
+    # the pipeline wakes the runner); a person is in at most this many enrollments of
+    # one journey at once, and enters at most journey_entries_per_day journeys a day
+    # (0: no limit).
+    journey_tick_seconds: float = Field(default=5.0, gt=0)
+    journey_max_concurrent: int = Field(default=1, ge=1)
+    journey_entries_per_day: int = Field(default=0, ge=0)
+
+    # Messaging (docs/messaging.md). The shop's public address, for links in messages
+    # (open pixel, click tracking, unsubscribe): it must reach this server.
+    public_url: str = "http://127.0.0.1:8000"
+    # Signs unsubscribe and tracking links. Unset: a random key is made once and kept in
+    # the database, so every process of one installation shares it.
+    secret_key: str | None = None
+    shop_name: str = "Shopkeeper demo store"
+    shop_url: str = "http://127.0.0.1:8000/store"
+    default_locale: str = "en"
+    default_timezone: str = "UTC"
+    # Orders of this much (shop currency) ship free; messages can say "spend X more".
+    # None: the shop has no free-shipping threshold.
+    free_shipping_threshold: float | None = Field(default=None, ge=0)
+    # Frequency caps across journeys (0: none): messages per person per channel and in
+    # all, per day and per week. Transactional messages do not count and are not capped.
+    cap_per_channel_day: int = Field(default=2, ge=0)
+    cap_per_channel_week: int = Field(default=5, ge=0)
+    cap_all_day: int = Field(default=3, ge=0)
+    cap_all_week: int = Field(default=8, ge=0)
+    # Quiet hours in the person's time zone, as hours 0-23 (start > end wraps midnight);
+    # equal: none. A message due in quiet hours is deferred to their end, or skipped.
+    quiet_hours_start: int = Field(default=21, ge=0, le=23)
+    quiet_hours_end: int = Field(default=8, ge=0, le=23)
+    quiet_hours_action: str = Field(default="defer", pattern="^(defer|skip)$")
+    # Delivery: messages handed to providers per claim, retries with backoff doubling
+    # from message_retry_seconds, then failed.
+    message_batch_size: int = Field(default=100, ge=1, le=10_000)
+    message_max_attempts: int = Field(default=5, ge=1, le=50)
+    message_retry_seconds: int = Field(default=30, ge=1)
+    message_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    # Which adapter each channel uses: the provider's (smtp, twilio, fcm, webpush,
+    # webhook) or "outbox", which only captures messages for the UI's outbox.
+    channel_email: str = "outbox"
+    channel_sms: str = "outbox"
+    channel_whatsapp: str = "outbox"
+    channel_web_push: str = "outbox"
+    channel_mobile_push: str = "outbox"
+    # Email over SMTP.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    email_from: str = "Shopkeeper <shop@example.com>"
+    # SMS and WhatsApp over a Twilio-shaped REST API.
+    sms_base_url: str = "https://api.twilio.com"
+    sms_account_sid: str | None = None
+    sms_auth_token: str | None = None
+    sms_from: str | None = None
+    whatsapp_from: str | None = None
+    # Mobile push over an FCM HTTP v1 shaped API (an OAuth access token, refreshed by
+    # the operator's tooling).
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_project_id: str | None = None
+    fcm_access_token: str | None = None
+    # Web push: the VAPID key pair (base64url, raw) and the contact claim.
+    vapid_private_key: str | None = None
+    vapid_public_key: str | None = None
+    vapid_subject: str = "mailto:shop@example.com"
+
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def link_secret(self) -> str:
+        """secret_key, which the composition root always fills in (bootstrap)."""
+        if not self.secret_key:
+            raise RuntimeError("secret_key is set by bootstrap.build_services")
+        return self.secret_key
 
     @field_validator("identity_limits")
     @classmethod

@@ -292,7 +292,7 @@ def test_worker_once_applies_what_a_no_worker_server_logged(db_url: str, tmp_pat
 
         worker = shopkeeper("worker", "--once", database_url=db_url, cwd=tmp_path)
         assert worker.returncode == 0, worker.stderr
-        assert worker.stdout.splitlines()[-1] == "applied 3 events"
+        assert worker.stdout.splitlines()[-1] == "applied 3 events; handled 0 messages"
 
         status = server.wait_drained(timeout=5)
         assert (status["pending"], status["parked"]) == (0, 0)

@@ -47,7 +47,13 @@ def test_profiles_match_the_generators_ground_truth(demo: tuple[DemoResult, Path
                 t.profiles.c.merged_into.is_(None)
             )
             profiles = conn.execute(live).all()
-            events = conn.execute(sa.select(sa.func.count()).select_from(t.events)).scalar_one()
+            # The shop's own events; the "shopkeeper" source adds what journeys did (the
+            # welcome emails' Message Sent events) and is checked below.
+            events = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t.events.join(t.sources, t.sources.c.id == t.events.c.source_id))
+                .where(t.sources.c.name != "shopkeeper")
+            ).scalar_one()
             merged = conn.execute(
                 sa.select(sa.func.count())
                 .select_from(t.merges)
@@ -87,6 +93,15 @@ def test_the_store_is_set_up_for_a_newcomer(demo: tuple[DemoResult, Path]) -> No
             users = conn.execute(sa.select(t.users.c.email)).scalars().all()
             keys = conn.execute(sa.select(t.admin_keys.c.key_prefix)).scalars().all()
             stats = conn.execute(sa.select(sa.func.sum(t.product_stats.c.views))).scalar()
+            journeys = dict(conn.execute(sa.select(t.journeys.c.key, t.journeys.c.status)).all())
+            welcomes = conn.execute(
+                sa.select(sa.func.count()).where(
+                    t.messages.c.template == "welcome", t.messages.c.channel == "email"
+                )
+            ).scalar_one()
+            carts = conn.execute(
+                sa.select(sa.func.count()).where(t.enrollments.c.step == "wait_1h")
+            ).scalar_one()
             segments = dict(
                 conn.execute(
                     sa.select(t.segments.c.key, sa.func.count(t.segment_members.c.profile_id))
@@ -113,8 +128,20 @@ def test_the_store_is_set_up_for_a_newcomer(demo: tuple[DemoResult, Path]) -> No
     # RFM scores were computed for every customer with an order.
     assert rfm == buyers
     assert buyers > 0
-    assert sources == {"web shop": "web", "app": "app", "pos": "pos", "crm": "crm"}
+    assert sources == {
+        "web shop": "web", "app": "app", "pos": "pos", "crm": "crm", "shopkeeper": "other"
+    }  # fmt: skip
     assert products == 361
+    # The welcome and abandoned-cart journeys ran during the replay; the other playbooks
+    # wait as drafts.
+    from shopkeeper.journeys.playbooks import PLAYBOOKS
+
+    assert set(journeys) == {p.key for p in PLAYBOOKS}
+    assert {k for k, status in journeys.items() if status == "active"} == {
+        "welcome", "abandoned_cart"
+    }  # fmt: skip
+    assert welcomes == result.truth.events["Signed Up"]
+    assert carts > 0
     assert users == [UI_EMAIL]
     assert keys == [result.admin_key[:10]]
     assert stats == result.truth.events["Product Viewed"]

@@ -249,13 +249,20 @@ def pipeline_status(base_url: str, admin_key: str, timeout: float = 30.0) -> dic
         connection.close()
 
 
-def admin_post(base_url: str, admin_key: str, path: str, timeout: float = 300.0) -> Any:
-    """POST to the admin API with an empty body; the JSON answer, or ReplayError."""
+def admin_post(
+    base_url: str, admin_key: str, path: str, timeout: float = 300.0, body: Any = None
+) -> Any:
+    """POST to the admin API (a JSON body, or none); the JSON answer, or ReplayError."""
     connection = _Connection(base_url, timeout)
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    data = b""
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     try:
         conn = http.client.HTTPConnection(connection.host, connection.port, timeout=timeout)
         connection.conn = conn
-        conn.request("POST", path, body=b"", headers={"Authorization": f"Bearer {admin_key}"})
+        conn.request("POST", path, body=data, headers=headers)
         response = conn.getresponse()
         body = response.read()
         if response.status not in (200, 201):

@@ -241,6 +241,25 @@ def _enable_segments(base_url: str, admin_key: str) -> dict[str, int]:
     return sizes
 
 
+# Switched on before the replay, so that the demo's shoppers walk through them and the
+# outbox shows what they would have been sent.
+LIVE_PLAYBOOKS = ("welcome", "abandoned_cart")
+
+
+def _enable_journeys(base_url: str, admin_key: str, live: bool) -> list[str]:
+    """live: the playbooks that run during the replay; else every other playbook, as a
+    draft for the marketer to look at (after the segments some of them need)."""
+    from shopkeeper.journeys.playbooks import PLAYBOOKS
+
+    keys = [p.key for p in PLAYBOOKS if (p.key in LIVE_PLAYBOOKS) == live]
+    for key in keys:
+        admin_post(
+            base_url, admin_key, f"/api/playbooks/{key}",
+            body={"status": "active" if live else "draft"},
+        )  # fmt: skip
+    return keys
+
+
 def run_demo(options: DemoOptions, console: Console) -> DemoResult:
     """Build and replay the demo store; with options.serve, keep serving until Ctrl-C."""
     if options.customers < 1:
@@ -274,18 +293,21 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
         server.wait_ready(base_url)
         setup_s = time.monotonic() - began
         try:
+            _enable_journeys(base_url, secrets_["admin_key"], live=True)
             stats, status, replay_s, ingest_s = _replay(console, shop, base_url, secrets_, server)
         except ReplayError as exc:
             raise DemoError(f"replaying the demo failed: {exc}{server.tail()}") from None
         try:
             segments = _enable_segments(base_url, secrets_["admin_key"])
+            drafts = _enable_journeys(base_url, secrets_["admin_key"], live=False)
         except ReplayError as exc:
             raise DemoError(
                 f"setting up the demo's segments failed: {exc}{server.tail()}"
             ) from None
         console.print(
             f"RFM scores computed; {len(segments)} built-in segments enabled "
-            f"({sum(1 for size in segments.values() if size)} with members)",
+            f"({sum(1 for size in segments.values() if size)} with members); journeys "
+            f"{', '.join(LIVE_PLAYBOOKS)} running, {len(drafts)} more playbooks as drafts",
             highlight=False,
         )
         result = DemoResult(

@@ -73,6 +73,18 @@ class Metrics:
             ["task", "outcome"],
             registry=self.registry,
         )
+        self.messages = Counter(
+            "shopkeeper_messages",
+            "Messages this process finished handling, by channel and status (sent, "
+            "delivered, skipped, failed, queued again for a retry or after quiet hours).",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.journey_timers = Counter(
+            "shopkeeper_journey_timers_fired",
+            "Journey enrollments this process woke because their timer was due.",
+            registry=self.registry,
+        )
 
     def add_pipeline_collector(self, status: Callable[[], dict[str, float]]) -> None:
         """Pending events and lag are read from the database at scrape time: they are

@@ -478,3 +478,234 @@ scheduled_tasks = sa.Table(
     sa.Column("last_finished_at", sa.BigInteger, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
 )
+
+# -- journeys -----------------------------------------------------------------------------
+
+journeys = sa.Table(
+    "journeys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(100), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    # draft (validated, not entering anyone), active, paused (no new entries; enrollments
+    # in flight go on), archived (no entries; enrollments in flight stop).
+    sa.Column("status", sa.String(20), nullable=False),
+    # The version new enrollments get; enrollments keep the version they entered with.
+    sa.Column("version", sa.Integer, nullable=False),
+    # The playbook it was created from, if any.
+    sa.Column("playbook", sa.String(100), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Every saved definition: editing a journey adds a version, never rewrites one.
+journey_versions = sa.Table(
+    "journey_versions",
+    metadata,
+    sa.Column("journey_id", sa.BigInteger, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    # The definition as JSON (the YAML the marketer wrote is kept beside it).
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("source", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=True),
+)
+
+# One person's way through one journey.
+enrollments = sa.Table(
+    "enrollments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("journey_id", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("profile_id", sa.BigInteger, nullable=False),
+    # What made this enrollment unique: the dedupe value (a cart id), else the entering
+    # event's messageId or the segment history id; entering twice on it is impossible.
+    sa.Column("entry_key", sa.String(300), nullable=False),
+    # active, completed (reached an exit step or the end), exited (exit criteria),
+    # stopped (the journey was archived), failed.
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("step", sa.String(100), nullable=True),
+    # When the engine wants to be woken (a wait ending, a wait-for timing out).
+    sa.Column("wake_at", sa.BigInteger, nullable=True),
+    # The engine's state: entry properties, waits, split choices, variables (coupon).
+    sa.Column("state", Json, nullable=False),
+    # In the holdout: goes through the journey, is sent nothing, and is measured.
+    sa.Column("holdout", sa.Boolean, nullable=False),
+    sa.Column("entered_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("ended_at", sa.BigInteger, nullable=True),
+    sa.Column("end_reason", sa.String(200), nullable=True),
+    # The goal: first conversion within the attribution window, and its revenue.
+    sa.Column("converted_at", sa.BigInteger, nullable=True),
+    sa.Column("revenue", sa.Float, nullable=True),
+    # The process advancing this enrollment holds it until then.
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("journey_id", "entry_key"),
+    sa.Index("ix_enrollments_profile_id_status", "profile_id", "status"),
+    sa.Index("ix_enrollments_wake_at", "wake_at"),
+    sa.Index("ix_enrollments_journey_id_status", "journey_id", "status"),
+)
+
+# Each step an enrollment reached, once: counts per step, and the guard that makes a
+# step's actions happen once however often the engine is replayed.
+enrollment_steps = sa.Table(
+    "enrollment_steps",
+    metadata,
+    sa.Column("enrollment_id", sa.BigInteger, primary_key=True),
+    sa.Column("step", sa.String(100), primary_key=True),
+    sa.Column("journey_id", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    # What happened there: sent, held_out, skipped, branch taken...
+    sa.Column("outcome", sa.String(100), nullable=True),
+    sa.Index("ix_enrollment_steps_journey_id_step", "journey_id", "step"),
+)
+
+# -- messaging ----------------------------------------------------------------------------
+
+# Every message, from queued to delivered (or not): the outbox, the delivery queue and
+# the record of what each person was sent.
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # enrollment:step for journeys, or the caller's key for API sends: a message is
+    # created once per key.
+    sa.Column("idempotency_key", sa.String(300), nullable=False, unique=True),
+    sa.Column("profile_id", sa.BigInteger, nullable=False),
+    sa.Column("journey_id", sa.BigInteger, nullable=True),
+    sa.Column("enrollment_id", sa.BigInteger, nullable=True),
+    sa.Column("step", sa.String(100), nullable=True),
+    # email, sms, whatsapp, web_push, mobile_push, in_app, onsite, webhook, outbox
+    sa.Column("channel", sa.String(40), nullable=False),
+    sa.Column("template", sa.String(100), nullable=True),
+    sa.Column("transactional", sa.Boolean, nullable=False),
+    # queued, sending, sent, delivered, failed, skipped (consent, suppression, cap,
+    # render error...: see reason), held_out
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    # The address it went to (email, E.164 phone, push endpoint or token).
+    sa.Column("recipient", sa.String(2000), nullable=True),
+    sa.Column("locale", sa.String(40), nullable=True),
+    # The rendered message (subject, text, html, title, body, url, data...), kept once
+    # rendered so that a retry sends the same thing.
+    sa.Column("content", Json, nullable=True),
+    # Values the message was made with: the triggering product, the coupon code...
+    sa.Column("variables", Json, nullable=False),
+    # Not before (quiet hours, send-time optimisation, retry backoff).
+    sa.Column("send_at", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    sa.Column("provider_id", sa.String(300), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("sent_at", sa.BigInteger, nullable=True),
+    sa.Column("delivered_at", sa.BigInteger, nullable=True),
+    sa.Column("opened_at", sa.BigInteger, nullable=True),
+    sa.Column("clicked_at", sa.BigInteger, nullable=True),
+    # In-app inbox and on-site: when the person read (or dismissed) it.
+    sa.Column("read_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_messages_status_send_at", "status", "send_at"),
+    sa.Index("ix_messages_profile_id_created_at", "profile_id", "created_at"),
+    sa.Index("ix_messages_journey_id", "journey_id"),
+)
+
+# What happened to messages after they were handed over: delivered, opened, clicked,
+# bounced, complained, unsubscribed, converted.
+message_events = sa.Table(
+    "message_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("detail", Json, nullable=False),
+    sa.Index("ix_message_events_message_id", "message_id"),
+)
+
+# Addresses that must not be sent to on a channel: bounced, complained, unsubscribed
+# from everything, or added by hand.
+message_suppressions = sa.Table(
+    "message_suppressions",
+    metadata,
+    sa.Column("channel", sa.String(40), primary_key=True),
+    sa.Column("address", sa.String(2000), primary_key=True),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Message templates: one per key and channel, with a variant per locale.
+message_templates = sa.Table(
+    "message_templates",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("channel", sa.String(40), primary_key=True),
+    # "" for the default variant, else a BCP 47 tag (nb-NO, nb, de).
+    sa.Column("locale", sa.String(40), primary_key=True),
+    # subject, text, html, title, body, url... as Jinja2 (sandboxed) sources.
+    sa.Column("parts", Json, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Web push subscriptions and mobile push tokens, per profile.
+push_subscriptions = sa.Table(
+    "push_subscriptions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("profile_id", sa.BigInteger, nullable=False),
+    # web (a browser's PushSubscription) or mobile (an FCM registration token).
+    sa.Column("kind", sa.String(20), nullable=False),
+    # The endpoint URL (web) or the token (mobile).
+    sa.Column("address", sa.String(2000), nullable=False, unique=True),
+    # Web push keys: {"p256dh": ..., "auth": ...}.
+    sa.Column("keys", Json, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_push_subscriptions_profile_id", "profile_id"),
+)
+
+# -- coupons ------------------------------------------------------------------------------
+
+coupon_pools = sa.Table(
+    "coupon_pools",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(100), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    # How new codes look, e.g. "CART-{XXXXXX}"; null for a pool of imported codes only.
+    sa.Column("pattern", sa.String(100), nullable=True),
+    # What the code gives, for the message ("10%", "free shipping").
+    sa.Column("discount", sa.String(200), nullable=True),
+    # A code expires this long after it is issued (null: never)...
+    sa.Column("valid_days", sa.Integer, nullable=True),
+    # ...and no later than this (null: no end date).
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+coupons = sa.Table(
+    "coupons",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("pool_id", sa.BigInteger, nullable=False),
+    sa.Column("code", sa.String(100), nullable=False, unique=True),
+    # Null until issued.
+    sa.Column("profile_id", sa.BigInteger, nullable=True),
+    sa.Column("journey_id", sa.BigInteger, nullable=True),
+    sa.Column("enrollment_id", sa.BigInteger, nullable=True),
+    sa.Column("issued_at", sa.BigInteger, nullable=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("redeemed_at", sa.BigInteger, nullable=True),
+    sa.Column("order_id", sa.String(200), nullable=True),
+    sa.Column("revenue", sa.Float, nullable=True),
+    # One code per profile per journey (per pool).
+    sa.UniqueConstraint("pool_id", "journey_id", "profile_id"),
+    sa.Index("ix_coupons_pool_id_profile_id", "pool_id", "profile_id"),
+    # The oldest free code of a pool, found without sorting the pool.
+    sa.Index(
+        "ix_coupons_free",
+        "pool_id",
+        "id",
+        postgresql_where=sa.text("profile_id IS NULL AND redeemed_at IS NULL"),
+        sqlite_where=sa.text("profile_id IS NULL AND redeemed_at IS NULL"),
+    ),
+)

@@ -14,9 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shopkeeper.web import (
     pages_auth,
     pages_catalog,
+    pages_channels,
     pages_customers,
     pages_dashboard,
     pages_imports,
+    pages_journeys,
+    pages_messages,
     pages_segments,
     pages_sources,
 )
@@ -63,6 +66,9 @@ def install(app: FastAPI) -> None:
         pages_dashboard.router,
         pages_customers.router,
         pages_segments.router,
+        pages_journeys.router,
+        pages_messages.router,
+        pages_channels.router,
         pages_catalog.router,
         pages_sources.router,
         pages_imports.router,

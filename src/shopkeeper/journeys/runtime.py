@@ -1,0 +1,632 @@
+"""Where the pure engine meets the database: people enter journeys (from the pipeline's
+events, segment changes and API calls), due timers fire, and the engine's actions are
+carried out in the same transaction as the enrollment's new state.
+
+Exactly once: an enrollment is unique per (journey, entry key), a step is recorded once
+per enrollment (enrollment_steps), and a message once per idempotency key
+("journey:<enrollment>:<step>"), so replaying a happening after a crash, or two workers
+racing for the same timer, changes nothing the first run did. On PostgreSQL an
+enrollment is advanced under a row lock, so two processes never advance it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from shopkeeper.config import Settings
+from shopkeeper.journeys import store
+from shopkeeper.journeys.definition import (
+    ApiEntry,
+    Definition,
+    EventEntry,
+    SegmentEntry,
+)
+from shopkeeper.journeys.engine import (
+    ACTIVE,
+    CallWebhook,
+    Converted,
+    Ended,
+    Enrollment,
+    Happening,
+    IssueCoupon,
+    Outcome,
+    Reached,
+    Send,
+    UpdateProfile,
+    advance,
+    event_passes,
+    in_holdout,
+)
+from shopkeeper.messaging import messages
+from shopkeeper.messaging.reach import choose_channel, load_reach
+from shopkeeper.messaging.sendtime import best_hour_send_at
+from shopkeeper.pipeline.processor import BatchChanges
+from shopkeeper.segments.facts import Needs, load_facts, load_products, needs_of
+from shopkeeper.segments.lang import ast
+from shopkeeper.segments.lang.evaluate import (
+    EventFact,
+    ProfileFacts,
+    compile_predicate,
+    product_id,
+)
+from shopkeeper.segments.store import conditions
+from shopkeeper.storage import tables as t
+from shopkeeper.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DAY = 86_400_000
+_CURSOR_KEY = "journeys.segment_history_cursor"
+# How far back a conversion may still be credited to an ended enrollment.
+_LONGEST_GOAL_MS = 90 * DAY
+
+
+def _fact(event: Any) -> EventFact:
+    return EventFact(
+        name=event.event or "",
+        timestamp=event.timestamp_ms,
+        properties=event.properties,
+        context=event.context,
+    )
+
+
+class JourneyRuntime:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        wake_delivery: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.wake_delivery = wake_delivery
+
+    # -- the pipeline hook ---------------------------------------------------------------
+
+    def after_batch(self, conn: Connection, changes: BatchChanges, now_ms: int) -> None:
+        """Runs in the batch's transaction, after the profiles and segments were updated."""
+        events = [a for a in changes.applied if a.event.type == "track" and a.event.event]
+        absorbed = sorted({other for _survivor, other in changes.merges})
+        if absorbed:
+            self._move_enrollments(conn, changes.merges)
+        if not events:
+            return
+        journeys = store.active_journeys(conn)
+        segments = conditions(conn) if journeys else {}
+        by_profile: dict[int, list[tuple[EventFact, str]]] = {}
+        for applied in events:
+            by_profile.setdefault(applied.profile_id, []).append(
+                (_fact(applied.event), applied.event.message_id)
+            )
+        entering = [(j, d) for j, d in journeys if isinstance(d.entry, EventEntry)]
+        entry_names = {d.entry.event for _j, d in entering if isinstance(d.entry, EventEntry)}
+        since = now_ms - _LONGEST_GOAL_MS
+        rows_of: dict[int, list[store.EnrollmentRow]] = {}
+        for row in store.profile_enrollments(conn, sorted(by_profile), since):
+            rows_of.setdefault(row.enrollment.profile_id, []).append(row)
+        if not rows_of and not entering:
+            return
+        for profile_id, facts in by_profile.items():
+            rows = rows_of.get(profile_id, [])
+            for fact, message_id in facts:
+                # Enrollments in flight (and recently ended ones, for goals) see the event
+                # first, so that an event that both enters and exits does not end its own
+                # enrollment.
+                changed = False
+                for row in rows:
+                    if not self._cares(conn, row, fact.name):
+                        continue
+                    outcome = self._advance(conn, row, Happening("event", fact), now_ms, segments)
+                    changed |= outcome is not None and outcome.enrollment != row.enrollment
+                if fact.name in entry_names:
+                    for journey, definition in entering:
+                        changed |= self._maybe_enter_on_event(
+                            conn, journey, definition, profile_id, fact, message_id, now_ms,
+                            segments,
+                        )  # fmt: skip
+                if changed:
+                    rows = store.profile_enrollments(conn, [profile_id], since)
+
+    def _cares(self, conn: Connection, row: store.EnrollmentRow, event: str) -> bool:
+        """Whether an event can change this enrollment (a wait_for, an exit, the goal)."""
+        definition = store.definition(conn, row.journey_id, row.version)
+        names = {m.event for m in definition.exit_on}
+        if definition.goal is not None:
+            names.add(definition.goal.event)
+        names.update(s.options["event"].event for s in definition.steps if s.type == "wait_for")
+        return event in names
+
+    def _move_enrollments(self, conn: Connection, merges: Sequence[tuple[int, int]]) -> None:
+        """Enrollments of an absorbed profile carry on as the survivor's."""
+        e = t.enrollments
+        for survivor, other in merges:
+            conn.execute(e.update().where(e.c.profile_id == other).values(profile_id=survivor))
+
+    def _maybe_enter_on_event(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        definition: Definition,
+        profile_id: int,
+        fact: EventFact,
+        message_id: str,
+        now_ms: int,
+        segments: Mapping[str, ast.Condition],
+    ) -> bool:
+        """Whether the person entered."""
+        entry = definition.entry
+        assert isinstance(entry, EventEntry)
+        if fact.name != entry.event:
+            return False
+        if entry.where is not None:
+            profile = self._facts(conn, journey, definition, profile_id, now_ms, segments)
+            if not event_passes(entry.where, fact, _with_product(conn, profile, fact)):
+                return False
+        key = f"event:{message_id}"
+        if entry.dedupe:
+            value = fact.properties.get(entry.dedupe)
+            if value is None or isinstance(value, (dict, list)):
+                return False  # no cart id: nothing to make the enrollment unique by
+            # Per person: two shoppers may send the same value (a product id).
+            key = f"{profile_id}:{entry.dedupe}:{value}"
+        row, _reason = self.enter(
+            conn, journey, definition, profile_id, key, dict(fact.properties), now_ms, segments
+        )
+        return row is not None
+
+    # -- entering -----------------------------------------------------------------------
+
+    def enter(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        definition: Definition,
+        profile_id: int,
+        entry_key: str,
+        properties: Mapping[str, Any],
+        now_ms: int,
+        segments: Mapping[str, ast.Condition] | None = None,
+    ) -> tuple[store.EnrollmentRow | None, str]:
+        """Enroll the person unless a re-entry rule or cap says no. Returns the
+        enrollment (None when not entered) and why not."""
+        refusal = self._refusal(conn, journey, definition, profile_id, now_ms)
+        if refusal:
+            return None, refusal
+        holdout = in_holdout(definition.holdout, journey.id, profile_id, entry_key)
+        row = store.insert_enrollment(
+            conn,
+            self.db.insert_ignore(t.enrollments),
+            journey=journey,
+            profile_id=profile_id,
+            entry_key=entry_key,
+            holdout=holdout,
+            state={"entry": dict(properties)},
+            now_ms=now_ms,
+        )
+        if row is None:
+            return None, "entered on this already"
+        segs = segments if segments is not None else conditions(conn)
+        self._advance(conn, row, Happening("start", properties=properties), now_ms, segs)
+        return row, ""
+
+    def _refusal(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        definition: Definition,
+        profile_id: int,
+        now_ms: int,
+    ) -> str:
+        if definition.reentry == "once":
+            if store.last_entry(conn, journey.id, profile_id) is not None:
+                return "enters this journey once"
+        elif definition.reentry == "cooldown":
+            last = store.last_entry(conn, journey.id, profile_id)
+            if last is not None and now_ms - last < definition.cooldown_ms:
+                return "entered within the cooldown"
+        limit = definition.max_concurrent or self.settings.journey_max_concurrent
+        if store.active_count(conn, journey.id, profile_id) >= limit:
+            return "already in this journey"
+        per_day = self.settings.journey_entries_per_day
+        if per_day and store.count_entries(conn, profile_id, now_ms - DAY) >= per_day:
+            return "entered too many journeys today"
+        return ""
+
+    # -- advancing ----------------------------------------------------------------------
+
+    def _advance(
+        self,
+        conn: Connection,
+        row: store.EnrollmentRow,
+        happening: Happening,
+        now_ms: int,
+        segments: Mapping[str, ast.Condition],
+    ) -> Outcome | None:
+        journey = store.journey_by_id(conn, row.journey_id)
+        if journey is None:
+            return None
+        definition = store.definition(conn, row.journey_id, row.version)
+        profile = self._facts(
+            conn, journey, definition, row.enrollment.profile_id, now_ms, segments
+        )
+        if happening.event is not None:
+            profile = _with_product(conn, profile, happening.event)
+        compiled: dict[int, Callable[[ProfileFacts, int], bool]] = {}
+
+        def check(node: ast.Condition) -> bool:
+            if profile is None:
+                return False
+            test = compiled.get(id(node))
+            if test is None:
+                test = compiled[id(node)] = compile_predicate(node, segments)
+            return test(profile, now_ms)
+
+        timezone = self.settings.default_timezone
+        if profile is not None and isinstance(profile.computed.get("timezone"), str):
+            timezone = profile.computed["timezone"]
+        happening = replace(happening, profile=profile, check=check, timezone=timezone)
+        outcome = advance(row.enrollment, definition, happening, now_ms)
+        if outcome.actions or outcome.enrollment != row.enrollment:
+            self._apply(conn, journey, definition, row, outcome, now_ms, timezone)
+        return outcome
+
+    def _facts(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        definition: Definition,
+        profile_id: int,
+        now_ms: int,
+        segments: Mapping[str, ast.Condition],
+    ) -> ProfileFacts | None:
+        # Not cached: `in segment` conditions change when their segments do.
+        try:
+            needs = needs_of(_conditions_of(definition), segments)
+        except ValueError:
+            needs = Needs()
+        return load_facts(conn, [profile_id], needs, now_ms).get(profile_id)
+
+    def _apply(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        definition: Definition,
+        row: store.EnrollmentRow,
+        outcome: Outcome,
+        now_ms: int,
+        timezone: str,
+    ) -> None:
+        enrollment = outcome.enrollment
+        variables: dict[str, Any] = dict(enrollment.state.get("variables", {}))
+        end_reason = None
+        steps_table = self.db.insert_ignore(t.enrollment_steps)
+        queued = False
+        for action in outcome.actions:
+            if isinstance(action, Reached):
+                if not store.record_step(
+                    conn, steps_table, row, action.step, action.outcome, now_ms
+                ):
+                    # Reached before (a wait step now passing): keep its latest outcome.
+                    store.update_step_outcome(conn, enrollment.id, action.step, action.outcome)
+            elif isinstance(action, Send):
+                queued |= self._send(
+                    conn, journey, row, enrollment, action, variables, now_ms, timezone
+                )
+            elif isinstance(action, IssueCoupon):
+                variables["coupon"] = self._coupon(conn, journey, enrollment, action, now_ms)
+            elif isinstance(action, CallWebhook):
+                queued |= self._webhook(conn, journey, enrollment, action, variables, now_ms)
+            elif isinstance(action, UpdateProfile):
+                self._update_profile(conn, enrollment, action, now_ms)
+            elif isinstance(action, Converted):
+                store.mark_converted(conn, enrollment.id, action.at, action.revenue)
+            elif isinstance(action, Ended):
+                end_reason = action.reason
+        if variables != enrollment.state.get("variables", {}):
+            enrollment = replace(enrollment, state={**enrollment.state, "variables": variables})
+        store.save_enrollment(conn, row, enrollment, now_ms, end_reason)
+        if queued and self.wake_delivery is not None:
+            self.wake_delivery()
+
+    def _send(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        row: store.EnrollmentRow,
+        enrollment: Enrollment,
+        action: Send,
+        variables: Mapping[str, Any],
+        now_ms: int,
+        timezone: str,
+    ) -> bool:
+        key = f"journey:{enrollment.id}:{action.step}"
+        reach = load_reach(conn, enrollment.profile_id)
+        channel, reason = choose_channel(
+            reach,
+            action.channel,
+            action.fallback,
+            transactional=action.transactional,
+            default_region=self.settings.default_phone_region,
+        )
+        send_at = now_ms
+        if action.send_time == "best_hour":
+            send_at = best_hour_send_at(
+                conn, enrollment.profile_id, now_ms, timezone, action.fallback_hour
+            )
+        entry = enrollment.state.get("entry", {})
+        message_vars = {
+            "journey": journey.key,
+            "entry": entry,
+            **({"product_id": entry["product_id"]} if "product_id" in entry else {}),
+            **variables,
+        }
+        # An unreachable person still gets a (skipped) message row: the outbox and the
+        # API then say why nothing was sent.
+        created = messages.queue(
+            conn,
+            self.db,
+            key=key,
+            profile_id=enrollment.profile_id,
+            channel=channel or (action.channel if action.channel != "best" else "none"),
+            template=action.template,
+            transactional=action.transactional,
+            variables=message_vars,
+            send_at=send_at,
+            now_ms=now_ms,
+            journey_id=journey.id,
+            enrollment_id=enrollment.id,
+            step=action.step,
+            status=messages.QUEUED if channel else messages.SKIPPED,
+            reason=None if channel else f"unreachable: {reason}",
+        )
+        if channel is None:
+            store.update_step_outcome(conn, enrollment.id, action.step, "unreachable")
+            return False
+        return created is not None
+
+    def _coupon(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        enrollment: Enrollment,
+        action: IssueCoupon,
+        now_ms: int,
+    ) -> dict[str, Any] | None:
+        from shopkeeper.messaging import coupons
+
+        try:
+            issued = coupons.issue(
+                conn,
+                action.pool,
+                profile_id=enrollment.profile_id,
+                journey_id=journey.id,
+                enrollment_id=enrollment.id,
+                now_ms=now_ms,
+            )
+        except (coupons.PoolEmpty, coupons.UnknownPool) as exc:
+            store.update_step_outcome(conn, enrollment.id, action.step, f"no coupon: {exc}")
+            return None
+        return {
+            "code": issued.code,
+            "expires_at": issued.expires_at,
+            "discount": issued.discount,
+            "pool": issued.pool_key,
+        }
+
+    def _webhook(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        enrollment: Enrollment,
+        action: CallWebhook,
+        variables: Mapping[str, Any],
+        now_ms: int,
+    ) -> bool:
+        created = messages.queue(
+            conn,
+            self.db,
+            key=f"journey:{enrollment.id}:{action.step}",
+            profile_id=enrollment.profile_id,
+            channel="webhook",
+            template=action.template,
+            transactional=True,
+            variables={
+                "journey": journey.key,
+                "entry": enrollment.state.get("entry", {}),
+                **variables,
+            },
+            send_at=now_ms,
+            now_ms=now_ms,
+            journey_id=journey.id,
+            enrollment_id=enrollment.id,
+            step=action.step,
+            recipient=action.url,
+        )
+        return created is not None
+
+    def _update_profile(
+        self, conn: Connection, enrollment: Enrollment, action: UpdateProfile, now_ms: int
+    ) -> None:
+        from shopkeeper.journeys.profile_updates import update_profile
+
+        outcome = update_profile(
+            conn,
+            self.db,
+            enrollment.profile_id,
+            traits=action.traits,
+            tags=action.tags,
+            consent=action.consent,
+            key=f"journey:{enrollment.id}:{action.step}",
+            now_ms=now_ms,
+        )
+        store.update_step_outcome(conn, enrollment.id, action.step, outcome)
+
+    # -- timers, segments, API ----------------------------------------------------------
+
+    def fire_due(self, now_ms: int, limit: int = 500) -> int:
+        """Advance the enrollments whose timers are due, each in its own transaction
+        under a row lock (skipped when another process holds it)."""
+        e = t.enrollments
+        with self.db.read() as conn:
+            ids = [
+                int(i)
+                for i in conn.execute(
+                    sa.select(e.c.id)
+                    .where(e.c.status == ACTIVE, e.c.wake_at <= now_ms)
+                    .order_by(e.c.wake_at)
+                    .limit(limit)
+                ).scalars()
+            ]
+        fired = 0
+        segments: Mapping[str, ast.Condition] | None = None
+        for enrollment_id in ids:
+            with self.db.write() as conn:
+                query = sa.select(e).where(
+                    e.c.id == enrollment_id, e.c.status == ACTIVE, e.c.wake_at <= now_ms
+                )
+                if not self.db.is_sqlite:
+                    query = query.with_for_update(skip_locked=True)
+                found = conn.execute(query).first()
+                if found is None:
+                    continue
+                if segments is None:
+                    segments = conditions(conn)
+                row = store._enrollment(found)
+                self._advance(conn, row, Happening("timer"), now_ms, segments)
+                fired += 1
+        return fired
+
+    def follow_segments(self, now_ms: int, limit: int = 2000) -> int:
+        """Enter segment-triggered journeys from the membership history (Segment Entered
+        and Segment Exited, read in id order from a cursor that moves in the same
+        transaction as the enrollments)."""
+        entered = 0
+        with self.db.write() as conn:
+            cursor = self._cursor(conn)
+            if cursor is None:
+                return 0
+            journeys = [
+                (j, d) for j, d in store.active_journeys(conn) if isinstance(d.entry, SegmentEntry)
+            ]
+            h = t.segment_history
+            rows = conn.execute(
+                sa.select(h.c.id, h.c.segment_id, h.c.profile_id, h.c.at, h.c.entered)
+                .where(h.c.id > cursor)
+                .order_by(h.c.id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return 0
+            if journeys:
+                keys = dict(conn.execute(sa.select(t.segments.c.id, t.segments.c.key)).all())
+                segments = conditions(conn)
+                for r in rows:
+                    for journey, definition in journeys:
+                        entry = definition.entry
+                        assert isinstance(entry, SegmentEntry)
+                        wanted = entry.on == ("entered" if r.entered else "exited")
+                        if not wanted or keys.get(r.segment_id) != entry.segment:
+                            continue
+                        if int(r.at) < journey.updated_at:
+                            continue  # changes from before the journey was switched on
+                        row, _ = self.enter(
+                            conn,
+                            journey,
+                            definition,
+                            int(r.profile_id),
+                            f"segment:{r.id}",
+                            {"segment": entry.segment, "segment_change": entry.on},
+                            now_ms,
+                            segments,
+                        )
+                        entered += row is not None
+            conn.execute(
+                t.meta.update().where(t.meta.c.key == _CURSOR_KEY).values(value=str(rows[-1].id))
+            )
+        return entered
+
+    def _cursor(self, conn: Connection) -> int | None:
+        query = sa.select(t.meta.c.value).where(t.meta.c.key == _CURSOR_KEY)
+        if not self.db.is_sqlite:
+            query = query.with_for_update()
+        value = conn.execute(query).scalar()
+        if value is None:
+            # First run: start from now, not from the whole history.
+            latest = conn.execute(sa.select(sa.func.max(t.segment_history.c.id))).scalar()
+            conn.execute(
+                self.db.insert_ignore(t.meta).values(key=_CURSOR_KEY, value=str(latest or 0))
+            )
+            return None
+        return int(value)
+
+    def enroll_by_api(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        profile_id: int,
+        properties: Mapping[str, Any],
+        key: str,
+        now_ms: int,
+    ) -> tuple[store.EnrollmentRow | None, str]:
+        definition = store.definition(conn, journey.id, journey.version)
+        if not isinstance(definition.entry, ApiEntry):
+            return None, "this journey is not entered through the API"
+        return self.enter(conn, journey, definition, profile_id, f"api:{key}", properties, now_ms)
+
+    def stop_journey(self, journey_id: int, reason: str, now_ms: int) -> int:
+        """End every enrollment in flight (the journey was archived)."""
+        e = t.enrollments
+        stopped = 0
+        with self.db.write() as conn:
+            rows = conn.execute(
+                sa.select(e).where(e.c.journey_id == journey_id, e.c.status == ACTIVE)
+            ).all()
+            segments = conditions(conn)
+            for found in rows:
+                self._advance(
+                    conn,
+                    store._enrollment(found),
+                    Happening("stop", reason=reason),
+                    now_ms,
+                    segments,
+                )
+                stopped += 1
+        return stopped
+
+
+def _with_product(
+    conn: Connection, profile: ProfileFacts | None, fact: EventFact
+) -> ProfileFacts | None:
+    """The profile's facts with the catalog row of the event's product, for filters on
+    the product (category, brand, price)."""
+    pid = product_id(fact)
+    if profile is None or pid is None or pid in profile.products:
+        return profile
+    return replace(profile, products={**profile.products, **load_products(conn, [pid])})
+
+
+def _conditions_of(definition: Definition) -> list[ast.Condition]:
+    """Everything the engine may evaluate for a person of this journey."""
+    nodes: list[ast.Condition] = []
+    for step in definition.steps:
+        if step.type == "condition":
+            nodes.append(step.options["condition"])
+        if step.type == "wait_for" and step.options["event"].where is not None:
+            match = step.options["event"]
+            nodes.append(ast.Did(event=match.event, where=match.where))
+    if definition.exit_when is not None:
+        nodes.append(definition.exit_when)
+    entry = definition.entry
+    if isinstance(entry, EventEntry) and entry.where is not None:
+        nodes.append(ast.Did(event=entry.event, where=entry.where))
+    for match in (*definition.exit_on, *([definition.goal] if definition.goal else [])):
+        if match.where is not None:
+            nodes.append(ast.Did(event=match.event, where=match.where))
+    return nodes

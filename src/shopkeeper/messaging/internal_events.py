@@ -1,0 +1,120 @@
+"""Events Shopkeeper writes about a person itself: a journey's profile update (an
+identify), and what happened to a message (Email Sent, Email Opened, Message Clicked...).
+
+They go into the event log like any other message, from the "shopkeeper" source, so the
+pipeline applies them with the same rules (traits, consents, the timeline, lead scores,
+segments) instead of a second path that writes profiles directly.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from shopkeeper.ingest.spec import partition_of
+from shopkeeper.storage import tables as t
+from shopkeeper.storage.db import Database
+from shopkeeper.timeutil import ms_to_iso
+
+SOURCE_NAME = "shopkeeper"
+
+
+def source_id(conn: Connection, now_ms: int) -> int:
+    """The internal source's id, created in this transaction when missing."""
+    found = conn.execute(sa.select(t.sources.c.id).where(t.sources.c.name == SOURCE_NAME)).scalar()
+    if found is not None:
+        return int(found)
+    return int(
+        conn.execute(
+            t.sources.insert()
+            .values(
+                name=SOURCE_NAME,
+                kind="other",
+                write_key="internal-" + secrets.token_urlsafe(24),
+                created_at=now_ms,
+            )
+            .returning(t.sources.c.id)
+        ).scalar_one()
+    )
+
+
+def identifiers(conn: Connection, profile_id: int) -> tuple[str | None, str | None]:
+    """(userId, anonymousId) to address the person with: their user id when they have
+    one, else their most recent anonymous id."""
+    ids = t.identities
+    rows = conn.execute(
+        sa.select(ids.c.type, ids.c.value)
+        .where(ids.c.profile_id == profile_id, ids.c.type.in_(("user_id", "anonymous_id")))
+        .order_by(ids.c.last_seen_at.desc())
+    ).all()
+    user = next((r.value for r in rows if r.type == "user_id"), None)
+    anonymous = next((r.value for r in rows if r.type == "anonymous_id"), None)
+    return user, (None if user else anonymous)
+
+
+def append(
+    conn: Connection,
+    db: Database,
+    profile_id: int,
+    message: Mapping[str, Any],
+    *,
+    message_id: str,
+    now_ms: int,
+) -> bool:
+    """Write one Segment message about the person. False when they have no user id or
+    anonymous id to write it to (or the message id was written before)."""
+    user_id, anonymous_id = identifiers(conn, profile_id)
+    if user_id is None and anonymous_id is None:
+        return False
+    payload: dict[str, Any] = {
+        **message,
+        "messageId": message_id,
+        "timestamp": ms_to_iso(now_ms),
+        "context": {"library": {"name": "shopkeeper", "version": "internal"}},
+    }
+    if user_id:
+        payload["userId"] = user_id
+    else:
+        payload["anonymousId"] = anonymous_id
+    result = conn.execute(
+        db.insert_ignore(t.events)
+        .values(
+            source_id=source_id(conn, now_ms),
+            message_id=message_id[:200],
+            type=payload["type"],
+            event=payload.get("event"),
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            partition=partition_of(str(anonymous_id or user_id)),
+            timestamp=now_ms,
+            received_at=now_ms,
+            status=t.PENDING,
+            payload=payload,
+        )
+        .returning(t.events.c.seq)
+    ).first()
+    return result is not None
+
+
+def track(
+    conn: Connection,
+    db: Database,
+    profile_id: int,
+    event: str,
+    properties: Mapping[str, Any],
+    *,
+    message_id: str,
+    now_ms: int,
+) -> bool:
+    return append(
+        conn,
+        db,
+        profile_id,
+        {"type": "track", "event": event, "properties": dict(properties)},
+        message_id=message_id,
+        now_ms=now_ms,
+    )

@@ -1,0 +1,247 @@
+"""The messages table: queueing a message once per idempotency key, claiming due ones
+for delivery, recording what became of them, and reading a person's messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from shopkeeper.storage import tables as t
+from shopkeeper.storage.db import Database
+
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+DELIVERED = "delivered"
+FAILED = "failed"
+SKIPPED = "skipped"
+STATUSES = (QUEUED, SENDING, SENT, DELIVERED, FAILED, SKIPPED)
+
+m = t.messages
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    idempotency_key: str
+    profile_id: int
+    journey_id: int | None
+    enrollment_id: int | None
+    step: str | None
+    channel: str
+    template: str | None
+    transactional: bool
+    status: str
+    reason: str | None
+    recipient: str | None
+    locale: str | None
+    content: Mapping[str, Any] | None
+    variables: Mapping[str, Any]
+    send_at: int
+    attempts: int
+    created_at: int
+    sent_at: int | None
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        id=int(row.id),
+        idempotency_key=row.idempotency_key,
+        profile_id=int(row.profile_id),
+        journey_id=row.journey_id,
+        enrollment_id=row.enrollment_id,
+        step=row.step,
+        channel=row.channel,
+        template=row.template,
+        transactional=bool(row.transactional),
+        status=row.status,
+        reason=row.reason,
+        recipient=row.recipient,
+        locale=row.locale,
+        content=row.content,
+        variables=dict(row.variables or {}),
+        send_at=int(row.send_at),
+        attempts=int(row.attempts),
+        created_at=int(row.created_at),
+        sent_at=row.sent_at,
+    )
+
+
+def queue(
+    conn: Connection,
+    db: Database,
+    *,
+    key: str,
+    profile_id: int,
+    channel: str,
+    template: str | None,
+    transactional: bool,
+    variables: Mapping[str, Any],
+    send_at: int,
+    now_ms: int,
+    journey_id: int | None = None,
+    enrollment_id: int | None = None,
+    step: str | None = None,
+    status: str = QUEUED,
+    reason: str | None = None,
+    recipient: str | None = None,
+    content: Mapping[str, Any] | None = None,
+) -> int | None:
+    """The new message's id, or None when a message with this key exists already."""
+    result = conn.execute(
+        db.insert_ignore(m)
+        .values(
+            idempotency_key=key[:300],
+            profile_id=profile_id,
+            journey_id=journey_id,
+            enrollment_id=enrollment_id,
+            step=step,
+            channel=channel,
+            template=template,
+            transactional=transactional,
+            status=status,
+            reason=reason,
+            recipient=recipient,
+            content=dict(content) if content is not None else None,
+            variables=dict(variables),
+            send_at=send_at,
+            attempts=0,
+            created_at=now_ms,
+        )
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
+        .returning(m.c.id)
+    ).first()
+    return None if result is None else int(result[0])
+
+
+def get(conn: Connection, message_id: int) -> Message | None:
+    row = conn.execute(sa.select(m).where(m.c.id == message_id)).first()
+    return _message(row) if row else None
+
+
+def claim_due(db: Database, now_ms: int, limit: int, lease_ms: int) -> list[Message]:
+    """Due messages, leased to this process: queued ones whose time has come, and ones
+    whose sender died mid-send (their lease ran out; the retry reuses the same
+    idempotency key, so providers that honour it do not deliver twice)."""
+    due = sa.or_(
+        sa.and_(m.c.status == QUEUED, m.c.send_at <= now_ms),
+        sa.and_(m.c.status == SENDING, m.c.lease_until < now_ms),
+    )
+    pick = sa.select(m.c.id).where(due).order_by(m.c.send_at, m.c.id).limit(limit)
+    if not db.is_sqlite:
+        pick = pick.with_for_update(skip_locked=True)
+    with db.write() as conn:
+        ids = [int(i) for i in conn.execute(pick).scalars()]
+        if not ids:
+            return []
+        conn.execute(
+            m.update()
+            .where(m.c.id.in_(ids))
+            .values(status=SENDING, lease_until=now_ms + lease_ms, attempts=m.c.attempts + 1)
+        )
+        rows = conn.execute(sa.select(m).where(m.c.id.in_(ids)).order_by(m.c.id)).all()
+    return [_message(r) for r in rows]
+
+
+def update(conn: Connection, message_id: int, **values: Any) -> None:
+    conn.execute(m.update().where(m.c.id == message_id).values(**values))
+
+
+def record_event(
+    conn: Connection, message_id: int, kind: str, at: int, detail: Mapping[str, Any] | None = None
+) -> None:
+    conn.execute(
+        t.message_events.insert().values(
+            message_id=message_id, kind=kind, at=at, detail=dict(detail or {})
+        )
+    )
+
+
+def sent_counts(
+    conn: Connection, profile_id: int, since_ms: int, *, exclude: int
+) -> dict[str, int]:
+    """Marketing messages sent to the person since then, per channel ("*": all)."""
+    rows = conn.execute(
+        sa.select(m.c.channel, sa.func.count())
+        .where(
+            m.c.profile_id == profile_id,
+            m.c.sent_at >= since_ms,
+            m.c.transactional.is_(False),
+            m.c.id != exclude,
+        )
+        .group_by(m.c.channel)
+    ).all()
+    out = {str(channel): int(n) for channel, n in rows}
+    out["*"] = sum(out.values())
+    return out
+
+
+def journey_sent_counts(
+    conn: Connection, profile_id: int, journey_id: int, since_ms: int, *, exclude: int
+) -> int:
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(
+                m.c.profile_id == profile_id,
+                m.c.journey_id == journey_id,
+                m.c.sent_at >= since_ms,
+                m.c.id != exclude,
+            )
+        ).scalar_one()
+    )
+
+
+def for_profile(
+    conn: Connection, profile_ids: list[int], limit: int = 100, offset: int = 0
+) -> list[Message]:
+    rows = conn.execute(
+        sa.select(m)
+        .where(m.c.profile_id.in_(profile_ids))
+        .order_by(m.c.created_at.desc(), m.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return [_message(r) for r in rows]
+
+
+def is_suppressed(conn: Connection, channel: str, address: str) -> str | None:
+    s = t.message_suppressions
+    reason = conn.execute(
+        sa.select(s.c.reason).where(s.c.channel == channel, s.c.address == address)
+    ).scalar()
+    return str(reason) if reason is not None else None
+
+
+def suppress(
+    conn: Connection, db: Database, channel: str, address: str, reason: str, now_ms: int
+) -> None:
+    conn.execute(
+        db.insert_ignore(t.message_suppressions).values(
+            channel=channel, address=address[:2000], reason=reason[:200], created_at=now_ms
+        )
+    )
+
+
+def as_dict(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "profile_id": message.profile_id,
+        "journey_id": message.journey_id,
+        "step": message.step,
+        "channel": message.channel,
+        "template": message.template,
+        "transactional": message.transactional,
+        "status": message.status,
+        "reason": message.reason,
+        "recipient": message.recipient,
+        "locale": message.locale,
+        "content": message.content,
+        "send_at": message.send_at,
+        "attempts": message.attempts,
+        "created_at": message.created_at,
+        "sent_at": message.sent_at,
+    }
