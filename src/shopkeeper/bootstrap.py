@@ -91,7 +91,9 @@ def make_processor(
     return Processor(db, settings, clock, metrics, hooks=hooks)
 
 
-def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
+def scheduled_tasks(
+    settings: Settings, clock: Clock, journeys: JourneyRuntime | None = None
+) -> list[Task]:
     """The periodic work, run by whichever process (serve or worker) claims it."""
     import httpx
 
@@ -105,11 +107,15 @@ def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
         with httpx.Client(timeout=settings.audience_sync_timeout_seconds) as client:
             return run_due_syncs(db, settings, now_ms, client, clock=clock.now_ms)
 
+    def runtime(db: Database, settings: Settings) -> JourneyRuntime:
+        # This process's runtime wakes its delivery thread when a timer queues a message.
+        return journeys if journeys is not None else JourneyRuntime(db, settings)
+
     def journey_timers(db: Database, settings: Settings, now_ms: int) -> object:
-        return JourneyRuntime(db, settings).fire_due(now_ms)
+        return runtime(db, settings).fire_due(now_ms)
 
     def journey_segments(db: Database, settings: Settings, now_ms: int) -> object:
-        return JourneyRuntime(db, settings).follow_segments(now_ms)
+        return runtime(db, settings).follow_segments(now_ms)
 
     minute = 60_000
     tick = max(1_000, int(settings.journey_tick_seconds * 1000))
@@ -135,9 +141,14 @@ def scheduled_tasks(settings: Settings, clock: Clock) -> list[Task]:
 
 
 def make_scheduler(
-    db: Database, settings: Settings, clock: Clock, metrics: Metrics | None = None
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    journeys: JourneyRuntime | None = None,
 ) -> Scheduler:
-    return Scheduler(db, settings, clock, scheduled_tasks(settings, clock), metrics=metrics)
+    tasks = scheduled_tasks(settings, clock, journeys)
+    return Scheduler(db, settings, clock, tasks, metrics=metrics)
 
 
 def installation_secret(db: Database) -> str:
@@ -190,7 +201,9 @@ def build_services(
     runner = None
     if run_worker:
         runner = PipelineRunner(
-            make_processor(db, settings, clock, metrics, journeys), settings.pipeline_idle_seconds
+            make_processor(db, settings, clock, metrics, journeys),
+            settings.pipeline_idle_seconds,
+            after_batch=journeys.after_commit,
         )
     writer = EventWriter(db, on_commit=runner.wake if runner else None)
     services = Services(
@@ -209,7 +222,7 @@ def build_services(
             ),
         ),
         runner=runner,
-        scheduler=make_scheduler(db, settings, clock, metrics)
+        scheduler=make_scheduler(db, settings, clock, metrics, journeys)
         if run_worker and settings.scheduler_enabled
         else None,
         journeys=journeys,

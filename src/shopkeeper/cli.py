@@ -109,14 +109,18 @@ def worker_command(
         sent = deliverer.drain()
         console.print(f"applied {done} events; handled {sent} messages")
         return
-    runner = PipelineRunner(processor, settings.pipeline_idle_seconds)
+    runner = PipelineRunner(
+        processor, settings.pipeline_idle_seconds, after_batch=journeys.after_commit
+    )
 
     def stop(_signum: int, _frame: Any) -> None:
         runner.stop_soon()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    scheduler = make_scheduler(db, settings, clock) if settings.scheduler_enabled else None
+    scheduler = (
+        make_scheduler(db, settings, clock, None, journeys) if settings.scheduler_enabled else None
+    )
     console.print(f"pipeline worker on {db.dialect}; Ctrl-C stops after the current batch")
     if scheduler is not None:
         scheduler.start()

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     message_max_attempts: int = Field(default=5, ge=1, le=50)
     message_retry_seconds: int = Field(default=30, ge=1)
     message_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    # A message being sent is leased for this long; if its sender dies, another process
+    # retries it after the lease (with the same idempotency key).
+    message_lease_seconds: int = Field(default=120, ge=1, le=3600)
     # Which adapter each channel uses: the provider's (smtp, twilio, fcm, webpush,
     # webhook) or "outbox", which only captures messages for the UI's outbox.
     channel_email: str = "outbox"

@@ -12,10 +12,18 @@ log = logging.getLogger(__name__)
 
 
 class WorkLoop:
-    def __init__(self, name: str, step: Callable[[], int], idle_seconds: float) -> None:
-        """`step` does one unit of work and returns how much it did (0: nothing to do)."""
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], int],
+        idle_seconds: float,
+        after_step: Callable[[int], None] | None = None,
+    ) -> None:
+        """`step` does one unit of work (one transaction) and returns how much it did
+        (0: nothing to do); `after_step` runs after each successful one."""
         self.name = name
         self.step = step
+        self.after_step = after_step
         self.idle_seconds = idle_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -33,6 +41,8 @@ class WorkLoop:
             try:
                 done = self.step()
                 failures = 0
+                if self.after_step is not None:
+                    self.after_step(done)
             except Exception:
                 failures += 1
                 log.exception("%s failed", self.name)

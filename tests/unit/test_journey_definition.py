@@ -191,7 +191,5 @@ def test_yaml_on_and_yes_stay_words() -> None:
 
 
 def test_a_broadcast_time_must_be_a_time() -> None:
-    error = refused(
-        {"name": "B", "entry": {"broadcast": "vip", "at": "tomorrow"}, "steps": [SEND]}
-    )
+    error = refused({"name": "B", "entry": {"broadcast": "vip", "at": "tomorrow"}, "steps": [SEND]})
     assert error.path == "entry.at"

@@ -186,6 +186,7 @@ def enroll(request: Request, admin: Admin, key: KeyParam, body: EnrollIn) -> dic
             conn, at_ms=now, actor=audit.key_actor(admin), action="journey.enroll",
             target=f"journey {key}", details={"profile_id": profile_id, "entered": row is not None},
         )  # fmt: skip
+    services.journeys.after_commit()
     return {
         "entered": row is not None,
         "reason": reason or None,

@@ -87,6 +87,9 @@ class JourneyRuntime:
         self.db = db
         self.settings = settings
         self.wake_delivery = wake_delivery
+        # Messages were queued in a transaction that has not committed yet: delivery is
+        # woken by after_commit(), or it would look before they are visible.
+        self._queued = False
 
     # -- the pipeline hook ---------------------------------------------------------------
 
@@ -332,8 +335,15 @@ class JourneyRuntime:
         if variables != enrollment.state.get("variables", {}):
             enrollment = replace(enrollment, state={**enrollment.state, "variables": variables})
         store.save_enrollment(conn, row, enrollment, now_ms, end_reason)
-        if queued and self.wake_delivery is not None:
-            self.wake_delivery()
+        if queued:
+            self._queued = True
+
+    def after_commit(self, _done: int = 0) -> None:
+        """Wake delivery if the transaction that just committed queued messages."""
+        if self._queued:
+            self._queued = False
+            if self.wake_delivery is not None:
+                self.wake_delivery()
 
     def _send(
         self,
@@ -501,6 +511,7 @@ class JourneyRuntime:
                 row = store._enrollment(found)
                 self._advance(conn, row, Happening("timer"), now_ms, segments)
                 fired += 1
+            self.after_commit()
         return fired
 
     def follow_segments(self, now_ms: int, limit: int = 2000) -> int:
@@ -550,6 +561,7 @@ class JourneyRuntime:
             conn.execute(
                 t.meta.update().where(t.meta.c.key == _CURSOR_KEY).values(value=str(rows[-1].id))
             )
+        self.after_commit()
         return entered
 
     def _cursor(self, conn: Connection) -> int | None:

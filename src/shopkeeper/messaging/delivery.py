@@ -38,7 +38,6 @@ from shopkeeper.workloop import WorkLoop
 
 log = logging.getLogger(__name__)
 
-LEASE_MS = 120_000
 # Timeline events written for what happens to messages (the pipeline applies them).
 EVENT_NAMES = {
     "sent": "Message Sent",
@@ -81,7 +80,8 @@ class Deliverer:
     def run_once(self, now_ms: int | None = None) -> int:
         """Deliver one batch of due messages; returns how many were handled."""
         now = self.clock.now_ms() if now_ms is None else now_ms
-        claimed = messages.claim_due(self.db, now, self.settings.message_batch_size, LEASE_MS)
+        lease_ms = self.settings.message_lease_seconds * 1000
+        claimed = messages.claim_due(self.db, now, self.settings.message_batch_size, lease_ms)
         for message in claimed:
             try:
                 self.deliver(message, now)

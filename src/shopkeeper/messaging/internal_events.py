@@ -23,23 +23,22 @@ from shopkeeper.timeutil import ms_to_iso
 SOURCE_NAME = "shopkeeper"
 
 
-def source_id(conn: Connection, now_ms: int) -> int:
-    """The internal source's id, created in this transaction when missing."""
-    found = conn.execute(sa.select(t.sources.c.id).where(t.sources.c.name == SOURCE_NAME)).scalar()
+def source_id(conn: Connection, db: Database, now_ms: int) -> int:
+    """The internal source's id, created in this transaction when missing (an insert
+    that skips a name another process created first, then a read)."""
+    query = sa.select(t.sources.c.id).where(t.sources.c.name == SOURCE_NAME)
+    found = conn.execute(query).scalar()
     if found is not None:
         return int(found)
-    return int(
-        conn.execute(
-            t.sources.insert()
-            .values(
-                name=SOURCE_NAME,
-                kind="other",
-                write_key="internal-" + secrets.token_urlsafe(24),
-                created_at=now_ms,
-            )
-            .returning(t.sources.c.id)
-        ).scalar_one()
+    conn.execute(
+        db.insert_ignore(t.sources).values(
+            name=SOURCE_NAME,
+            kind="other",
+            write_key="internal-" + secrets.token_urlsafe(24),
+            created_at=now_ms,
+        )
     )
+    return int(conn.execute(query).scalar_one())
 
 
 def identifiers(conn: Connection, profile_id: int) -> tuple[str | None, str | None]:
@@ -83,7 +82,7 @@ def append(
     result = conn.execute(
         db.insert_ignore(t.events)
         .values(
-            source_id=source_id(conn, now_ms),
+            source_id=source_id(conn, db, now_ms),
             message_id=message_id[:200],
             type=payload["type"],
             event=payload.get("event"),
