@@ -28,16 +28,49 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from shopkeeper.journeys.reading import (
+    JourneyInvalid,
+    condition_of,
+    load_text,
+    parse_duration,
+    parse_signed_duration,
+    parse_time,
+    text_field,
+    where_filter,
+)
 from shopkeeper.segments.lang import ast
-from shopkeeper.segments.lang.parser import SegmentSyntaxError, parse
+
+# What other modules import from here (some of it defined in reading.py).
+__all__ = [
+    "END",
+    "NEXT",
+    "WEEKDAYS",
+    "ApiEntry",
+    "BroadcastEntry",
+    "CatalogEntry",
+    "DateEntry",
+    "Definition",
+    "Entry",
+    "EventEntry",
+    "EventMatch",
+    "HolidayEntry",
+    "JourneyInvalid",
+    "SegmentEntry",
+    "Step",
+    "condition_of",
+    "load_text",
+    "parse_duration",
+    "parse_signed_duration",
+    "parse_time",
+    "read_definition",
+    "segments_named",
+    "templates_named",
+]
 
 END = "end"
 NEXT = "next"
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_STEPS = 100
-MAX_WAIT_MS = 2 * 365 * 86_400_000
 SEND_CHANNELS = (
     "best",
     "email",
@@ -50,21 +83,7 @@ SEND_CHANNELS = (
     "webhook",
 )
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
-_DURATION = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|d|w)\s*$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-class JourneyInvalid(ValueError):
-    """The definition cannot be used; `path` says where (steps[2].then)."""
-
-    def __init__(self, message: str, path: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path = path
-
-
-# -- entries --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -199,118 +218,12 @@ class Definition:
 # -- reading --------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `on`, `off`, `yes`, `no`, `y` and `n` as booleans, which turns
-    `on: exited` into `True: exited`. Here only true and false are booleans."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _text_keys(data: Any, path: str = "") -> None:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if not isinstance(key, str):
-                raise JourneyInvalid(
-                    f"{json.dumps(key)} is not a name: keys are texts.", path or None
-                )
-            _text_keys(value, f"{path}.{key}" if path else key)
-    elif isinstance(data, list):
-        for i, item in enumerate(data):
-            _text_keys(item, f"{path}[{i}]")
-
-
-def load_text(text: str) -> dict[str, Any]:
-    """YAML or JSON text -> a mapping. Raises JourneyInvalid with the line."""
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise JourneyInvalid(f"The definition is not valid YAML{where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise JourneyInvalid(f"The definition is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise JourneyInvalid("A journey definition is a mapping with name, entry and steps.")
-    _text_keys(data)
-    return data
-
-
-def parse_duration(value: Any, path: str) -> int:
-    """'90s', '30m', '1h', '3d', '2w' (or a number of seconds) -> milliseconds."""
-    if isinstance(value, bool):
-        raise JourneyInvalid("A duration is written like 30m, 1h, 3d or 2w.", path)
-    if isinstance(value, int) and value >= 0:
-        ms = value * 1000
-    else:
-        m = _DURATION.match(str(value)) if isinstance(value, str) else None
-        if m is None:
-            raise JourneyInvalid(
-                f"{json.dumps(value)} is not a duration: write it like 30m, 1h, 3d or 2w.", path
-            )
-        ms = int(m.group(1)) * _UNITS[m.group(2)]
-    if ms > MAX_WAIT_MS:
-        raise JourneyInvalid("A duration can be at most two years.", path)
-    return ms
-
-
-def _text(data: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> str | None:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise JourneyInvalid(f"{key} is required.", f"{path}.{key}" if path else key)
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > 500:
-        raise JourneyInvalid(
-            f"{key} must be a text of 1 to 500 characters.", f"{path}.{key}" if path else key
-        )
-    return value.strip()
-
-
-def _where(event: str, text: Any, path: str) -> ast.Condition | None:
-    """A filter on one event's properties, in the segment language (`cart_id exists and
-    value >= 20`)."""
-    if text is None:
-        return None
-    if not isinstance(text, str) or not text.strip():
-        raise JourneyInvalid("where is a condition on the event's properties.", path)
-    # Parenthesized, so that `a and b` is one filter rather than `(did ... where a) and b`.
-    prefix = f"did {json.dumps(event)} where ("
-    try:
-        node = parse(prefix + text + "\n)")
-    except SegmentSyntaxError as exc:
-        column = exc.column - len(prefix) if exc.line == 1 else exc.column
-        raise JourneyInvalid(
-            f"{exc.message} (line {exc.line}, column {max(column, 1)})", path
-        ) from None
-    if not isinstance(node, ast.Did) or node.where is None:
-        raise JourneyInvalid("where is a condition on the event's properties only.", path)
-    return node.where
-
-
-def condition_of(text: Any, path: str) -> ast.Condition:
-    if not isinstance(text, str) or not text.strip():
-        raise JourneyInvalid("A condition in the segment language is required.", path)
-    try:
-        return parse(text)
-    except SegmentSyntaxError as exc:
-        raise JourneyInvalid(
-            f"{exc.message} (line {exc.line}, column {exc.column})", path
-        ) from None
-
-
 def _event_match(data: Any, path: str) -> EventMatch:
     if isinstance(data, str):
         data = {"event": data}
     if not isinstance(data, Mapping):
         raise JourneyInvalid("Name an event: {event: Order Completed}.", path)
-    event = _text(data, "event", path)
+    event = text_field(data, "event", path)
     assert event is not None
     match = data.get("match", ())
     if isinstance(match, str):
@@ -319,7 +232,7 @@ def _event_match(data: Any, path: str) -> EventMatch:
         isinstance(m, str) and m.strip() for m in match
     ):
         raise JourneyInvalid("match is a list of property names.", f"{path}.match")
-    return EventMatch(event, _where(event, data.get("where"), f"{path}.where"), tuple(match))
+    return EventMatch(event, where_filter(event, data.get("where"), f"{path}.where"), tuple(match))
 
 
 def _entry(data: Any) -> Entry:
@@ -339,22 +252,22 @@ def _entry(data: Any) -> Entry:
         )
     kind = kinds[0]
     if kind == "event":
-        event = _text(data, "event", path)
+        event = text_field(data, "event", path)
         assert event is not None
-        dedupe = _text(data, "dedupe", path, required=False)
+        dedupe = text_field(data, "dedupe", path, required=False)
         where = data.get("where")
         return EventEntry(
-            event, _where(event, where, f"{path}.where"), where if where else None, dedupe
+            event, where_filter(event, where, f"{path}.where"), where if where else None, dedupe
         )
     if kind == "segment":
         on = data.get("on", "entered")
         if on not in ("entered", "exited"):
             raise JourneyInvalid("on is entered or exited.", f"{path}.on")
-        segment = _text(data, "segment", path)
+        segment = text_field(data, "segment", path)
         assert segment is not None
         return SegmentEntry(segment, on)
     if kind == "date":
-        attribute = _text(data, "date", path)
+        attribute = text_field(data, "date", path)
         assert attribute is not None
         offset = data.get("offset_days", 0)
         hour = data.get("hour", 9)
@@ -364,7 +277,7 @@ def _entry(data: Any) -> Entry:
             raise JourneyInvalid("hour is 0 to 23.", f"{path}.hour")
         return DateEntry(attribute, offset, bool(data.get("annual", False)), hour)
     if kind == "holiday":
-        holiday = _text(data, "holiday", path)
+        holiday = text_field(data, "holiday", path)
         assert holiday is not None
         before = data.get("days_before", 0)
         hour = data.get("hour", 9)
@@ -374,15 +287,15 @@ def _entry(data: Any) -> Entry:
             raise JourneyInvalid("hour is 0 to 23.", f"{path}.hour")
         return HolidayEntry(holiday, before, hour)
     if kind == "catalog":
-        event = _text(data, "catalog", path)
+        event = text_field(data, "catalog", path)
         assert event is not None
         within = parse_duration(data.get("viewed_within", "30d"), f"{path}.viewed_within")
         return CatalogEntry(event, within)
     if kind == "api":
         return ApiEntry()
-    segment = _text(data, "broadcast", path)
+    segment = text_field(data, "broadcast", path)
     assert segment is not None
-    at = _text(data, "at", path, required=False)
+    at = text_field(data, "at", path, required=False)
     if at is not None and parse_time(at) is None:
         raise JourneyInvalid("at is a date and time like 2026-12-01T09:00:00Z.", f"{path}.at")
     every = data.get("every")
@@ -418,7 +331,7 @@ def _step_options(kind: str, data: Mapping[str, Any], path: str) -> dict[str, An
             raise JourneyInvalid(f"weekdays are among {', '.join(WEEKDAYS)}.", f"{path}.weekdays")
         return {"hour": int(m.group(1)), "minute": int(m.group(2)), "weekdays": list(days)}
     if kind == "wait_date":
-        attribute = _text(data, "attribute", path)
+        attribute = text_field(data, "attribute", path)
         offset = parse_signed_duration(data.get("offset", "0d"), f"{path}.offset")
         return {"attribute": attribute, "offset_ms": offset}
     if kind == "wait_for":
@@ -443,7 +356,7 @@ def _step_options(kind: str, data: Mapping[str, Any], path: str) -> dict[str, An
             c in SEND_CHANNELS and c != "best" for c in fallback
         ):
             raise JourneyInvalid("fallback is a list of channels.", f"{path}.fallback")
-        template = _text(data, "template", path)
+        template = text_field(data, "template", path)
         send_time = data.get("send_time", "now")
         if send_time not in ("now", "best_hour"):
             raise JourneyInvalid("send_time is now or best_hour.", f"{path}.send_time")
@@ -474,32 +387,10 @@ def _step_options(kind: str, data: Mapping[str, Any], path: str) -> dict[str, An
             raise JourneyInvalid("update_profile sets traits, tags or consent.", path)
         return {"traits": dict(traits), "tags": list(tags), "consent": dict(consent or {})}
     if kind == "coupon":
-        return {"pool": _text(data, "pool", path)}
+        return {"pool": text_field(data, "pool", path)}
     if kind == "webhook":
-        return {"url": _text(data, "url", path), "template": data.get("template")}
+        return {"url": text_field(data, "url", path), "template": data.get("template")}
     return {}
-
-
-def parse_time(value: Any) -> int | None:
-    """An ISO date or date-time text -> epoch ms (naive ones are UTC; dates at
-    midnight); None for anything else."""
-    import datetime as dt
-
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-def parse_signed_duration(value: Any, path: str) -> int:
-    if isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:], path)
-    return parse_duration(value, path)
 
 
 def _branches(data: Mapping[str, Any], path: str) -> dict[str, str]:
@@ -630,7 +521,7 @@ def read_definition(data: Mapping[str, Any] | str) -> Definition:
     """A mapping (from JSON) or YAML/JSON text -> a checked Definition."""
     if isinstance(data, str):
         data = load_text(data)
-    name = _text(data, "name", "")
+    name = text_field(data, "name", "")
     assert name is not None
     description = data.get("description") or ""
     if not isinstance(description, str):
