@@ -144,6 +144,10 @@ def test_one_reminder_an_hour_later_and_none_after_the_purchase(db_url: str) -> 
         assert journey["revenue"] == 1388.5
         assert journey["messages"] == {"sent": 1}
         assert journey["step_counts"]["first_reminder"] == {"done": 1}
+        # The purchase is credited to the reminder that came before it.
+        assert journey["step_conversions"] == {
+            "first_reminder": {"conversions": 1, "revenue": 1388.5}
+        }
 
         # One-click unsubscribe (RFC 8058) withdraws email consent.
         path = unsubscribe.removeprefix("https://sk.nordic.example")

@@ -330,6 +330,7 @@ class JourneyRuntime:
                 self._update_profile(conn, enrollment, action, now_ms)
             elif isinstance(action, Converted):
                 store.mark_converted(conn, enrollment.id, action.at, action.revenue)
+                _credit_last_message(conn, enrollment.id, action)
             elif isinstance(action, Ended):
                 end_reason = action.reason
         if variables != enrollment.state.get("variables", {}):
@@ -611,6 +612,30 @@ class JourneyRuntime:
                 )
                 stopped += 1
         return stopped
+
+
+def _credit_last_message(conn: Connection, enrollment_id: int, action: Converted) -> None:
+    """The conversion as an event of the last message the enrollment was sent before it
+    (last touch within the journey): per-step conversions and revenue."""
+    m = t.messages
+    last = conn.execute(
+        sa.select(m.c.id)
+        .where(
+            m.c.enrollment_id == enrollment_id,
+            m.c.sent_at.is_not(None),
+            m.c.sent_at <= action.at,
+        )
+        .order_by(m.c.sent_at.desc(), m.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if last is not None:
+        messages.record_event(
+            conn,
+            int(last),
+            "converted",
+            action.at,
+            {"revenue": action.revenue, "event": action.event},
+        )
 
 
 def _with_product(

@@ -257,6 +257,24 @@ def step_counts(conn: Connection, journey_id: int) -> dict[str, dict[str, int]]:
     return out
 
 
+def step_conversions(conn: Connection, journey_id: int) -> dict[str, dict[str, Any]]:
+    """Conversions and revenue credited to each message step (the last message an
+    enrollment was sent before it converted)."""
+    m, ev = t.messages, t.message_events
+    out: dict[str, dict[str, Any]] = {}
+    for step, detail in conn.execute(
+        sa.select(m.c.step, ev.c.detail)
+        .select_from(ev.join(m, m.c.id == ev.c.message_id))
+        .where(m.c.journey_id == journey_id, ev.c.kind == "converted")
+    ):
+        row = out.setdefault(step or "", {"conversions": 0, "revenue": 0.0})
+        row["conversions"] += 1
+        revenue = (detail or {}).get("revenue")
+        if isinstance(revenue, (int, float)):
+            row["revenue"] = round(row["revenue"] + float(revenue), 2)
+    return out
+
+
 def summary(conn: Connection, journey: store.Journey) -> dict[str, Any]:
     definition = store.definition(conn, journey.id, journey.version)
     counts = _counts(conn, journey.id)
@@ -314,6 +332,7 @@ def detail(db: Database, key: str) -> dict[str, Any]:
             {"id": s.id, "type": s.type, "targets": s.targets()} for s in definition.steps
         ]
         out["step_counts"] = step_counts(conn, journey.id)
+        out["step_conversions"] = step_conversions(conn, journey.id)
     return out
 
 
