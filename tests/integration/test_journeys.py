@@ -198,3 +198,35 @@ def test_api_entry_is_idempotent_per_key(db_url: str) -> None:
             headers=h.admin,
         )
         assert unknown.status_code == 404
+
+
+def test_a_message_queued_before_a_merge_goes_to_the_survivor(db_url: str) -> None:
+    from shopkeeper.messaging import messages
+
+    with harness(db_url, quiet_hours_start=0, quiet_hours_end=0) as h:
+        template(h)
+        sign_up(h, "eve")
+        h.send("track", {"anonymousId": "anon-7", "event": "Product Viewed"})
+        h.drain()
+        ids = {
+            h.profile("user_id:eve")["profile_id"],
+            h.profile("anonymous_id:anon-7")["profile_id"],
+        }
+        h.send("identify", {"userId": "eve", "anonymousId": "anon-7"})
+        h.drain()
+        survivor = h.profile("user_id:eve")["profile_id"]
+        [absorbed] = ids - {survivor}
+        # A message queued for the profile that has since been absorbed (as one queued
+        # just before the merge would be).
+        with h.services.db.write() as conn:
+            queued = messages.queue(
+                conn, h.services.db, key="test:merge", profile_id=absorbed, channel="email",
+                template="hello", transactional=False, variables={}, send_at=NOW, now_ms=NOW,
+            )  # fmt: skip
+        assert queued is not None
+        assert h.services.deliverer is not None
+        h.services.deliverer.drain(NOW)
+        with h.services.db.read() as conn:
+            sent = messages.get(conn, queued)
+        assert sent is not None
+        assert (sent.status, sent.recipient) == ("sent", "eve@example.com")

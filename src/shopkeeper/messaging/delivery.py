@@ -169,7 +169,7 @@ class Deliverer:
         with self.db.read() as conn:
             reach = load_reach(conn, message.profile_id)
             if not reach.exists:
-                return Decision("skip", reason="the person was erased or merged into another")
+                return Decision("skip", reason="the person was erased")
             found = address(reach, message.channel, self.settings.default_phone_region)
             if found is None:
                 return Decision("skip", reason=f"no {message.channel.replace('_', ' ')} address")

@@ -70,6 +70,12 @@ def load_reach(conn: Connection, profile_id: int) -> Reach:
     row = conn.execute(
         sa.select(p.c.traits, p.c.computed, p.c.merged_into).where(p.c.id == profile_id)
     ).first()
+    if row is not None and row.merged_into is not None:
+        # Merged since the message was queued: the person is the survivor now.
+        profile_id = int(row.merged_into)
+        row = conn.execute(
+            sa.select(p.c.traits, p.c.computed, p.c.merged_into).where(p.c.id == profile_id)
+        ).first()
     if row is None or row.merged_into is not None:
         return Reach(ProfileData(profile_id, exists=False), {})
     ids = t.identities
