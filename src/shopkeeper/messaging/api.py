@@ -14,7 +14,7 @@ from shopkeeper.admin import audit
 from shopkeeper.admin.auth import Admin
 from shopkeeper.errors import ApiError
 from shopkeeper.messaging import content as content_mod
-from shopkeeper.messaging import messages, template_store, templates
+from shopkeeper.messaging import delivery, messages, template_store, templates
 from shopkeeper.messaging.channels.base import CHANNELS, IN_APP, ONSITE
 from shopkeeper.profiles.api import profile_id_for_ref
 from shopkeeper.storage import tables as t
@@ -82,6 +82,53 @@ def get_message(
             for r in conn.execute(sa.select(e).where(e.c.message_id == message_id).order_by(e.c.id))
         ]
     return {**messages.as_dict(found), "events": events}
+
+
+class ProviderEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message_id: int | None = Field(default=None, ge=1, description="Shopkeeper's message id")
+    provider_id: str | None = Field(
+        default=None, max_length=300, description="Or the provider's id for the message"
+    )
+    kind: str = Field(
+        pattern="^(delivered|bounced|complained|failed)$",
+        description="delivered; bounced (a hard bounce) and complained suppress the address",
+    )
+    reason: str | None = Field(default=None, max_length=500)
+
+
+@router.post(
+    "/api/messages/events",
+    summary="What a provider reported later: delivered, bounced, complained (for the "
+    "provider's webhook, relayed with an admin key)",
+)
+def provider_event(request: Request, _admin: Admin, body: ProviderEventIn) -> dict[str, Any]:
+    services = _services(request)
+    if (body.message_id is None) == (body.provider_id is None):
+        raise ApiError(422, "invalid_request", "Give message_id or provider_id.", "message_id")
+    now = services.clock.now_ms()
+    m = t.messages
+    with services.db.write() as conn:
+        where = (
+            m.c.id == body.message_id
+            if body.message_id is not None
+            else m.c.provider_id == body.provider_id
+        )
+        found_id = conn.execute(sa.select(m.c.id).where(where).limit(1)).scalar()
+        found = messages.get(conn, int(found_id)) if found_id is not None else None
+        if found is None:
+            raise ApiError(404, "not_found", "No message matches.", "message_id")
+        detail = {"reason": body.reason} if body.reason else {}
+        messages.record_event(conn, found.id, body.kind, now, detail)
+        if body.kind == "delivered":
+            messages.update(conn, found.id, status=messages.DELIVERED, delivered_at=now)
+            delivery.timeline(conn, services.db, found, "delivered", now)
+        else:
+            messages.update(conn, found.id, status=messages.FAILED, reason=body.reason or body.kind)
+            delivery.timeline(conn, services.db, found, "failed", now, reason=body.kind)
+            if body.kind in ("bounced", "complained") and found.recipient:
+                messages.suppress(conn, services.db, found.channel, found.recipient, body.kind, now)
+    return {"message_id": found.id, "kind": body.kind}
 
 
 # -- templates --------------------------------------------------------------------------
