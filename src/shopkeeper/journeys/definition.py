@@ -208,6 +208,15 @@ class Definition:
     def first(self) -> str:
         return self.steps[0].id
 
+    def events_listened_to(self) -> frozenset[str]:
+        """Track events that can change an enrollment in flight: waits for an event,
+        exits and the goal."""
+        names = {m.event for m in self.exit_on}
+        if self.goal is not None:
+            names.add(self.goal.event)
+        names.update(s.options["event"].event for s in self.steps if s.type == "wait_for")
+        return frozenset(names)
+
     def step(self, step_id: str) -> Step:
         for step in self.steps:
             if step.id == step_id:

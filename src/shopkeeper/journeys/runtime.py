@@ -116,6 +116,7 @@ class JourneyRuntime:
             rows_of.setdefault(row.enrollment.profile_id, []).append(row)
         if not rows_of and not entering:
             return
+        listened: dict[tuple[int, int], frozenset[str]] = {}
         for profile_id, facts in by_profile.items():
             rows = rows_of.get(profile_id, [])
             for fact, message_id in facts:
@@ -124,7 +125,7 @@ class JourneyRuntime:
                 # enrollment.
                 changed = False
                 for row in rows:
-                    if not self._cares(conn, row, fact.name):
+                    if not self._cares(conn, row, fact.name, listened):
                         continue
                     outcome = self._advance(conn, row, Happening("event", fact), now_ms, segments)
                     changed |= outcome is not None and outcome.enrollment != row.enrollment
@@ -137,13 +138,19 @@ class JourneyRuntime:
                 if changed:
                     rows = store.profile_enrollments(conn, [profile_id], since)
 
-    def _cares(self, conn: Connection, row: store.EnrollmentRow, event: str) -> bool:
-        """Whether an event can change this enrollment (a wait_for, an exit, the goal)."""
-        definition = store.definition(conn, row.journey_id, row.version)
-        names = {m.event for m in definition.exit_on}
-        if definition.goal is not None:
-            names.add(definition.goal.event)
-        names.update(s.options["event"].event for s in definition.steps if s.type == "wait_for")
+    @staticmethod
+    def _cares(
+        conn: Connection,
+        row: store.EnrollmentRow,
+        event: str,
+        seen: dict[tuple[int, int], frozenset[str]],
+    ) -> bool:
+        """Whether an event can change this enrollment (a wait_for, an exit, the goal);
+        `seen` keeps each definition's answer for the batch (one lookup per version)."""
+        key = (row.journey_id, row.version)
+        names = seen.get(key)
+        if names is None:
+            names = seen[key] = store.definition(conn, *key).events_listened_to()
         return event in names
 
     def _move_enrollments(self, conn: Connection, merges: Sequence[tuple[int, int]]) -> None:
