@@ -193,3 +193,9 @@ def test_yaml_on_and_yes_stay_words() -> None:
 def test_a_broadcast_time_must_be_a_time() -> None:
     error = refused({"name": "B", "entry": {"broadcast": "vip", "at": "tomorrow"}, "steps": [SEND]})
     assert error.path == "entry.at"
+
+
+def test_split_weights_are_bounded() -> None:
+    branches = [{"name": "a", "weight": 10**400, "next": "end"}, {"name": "b", "next": "end"}]
+    error = refused(journey({"id": "s", "type": "split", "branches": branches}))
+    assert error.path == "steps[0].branches[0].weight"

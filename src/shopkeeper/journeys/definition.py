@@ -432,8 +432,14 @@ def _split(data: Any, path: str) -> list[dict[str, Any]]:
         if not isinstance(name, str) or not name or name in names:
             raise JourneyInvalid("Each branch has its own name.", f"{where}.name")
         names.add(name)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-            raise JourneyInvalid("weight is a positive number.", f"{where}.weight")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not 0 < weight <= 1_000_000
+        ):
+            raise JourneyInvalid(
+                "weight is a number above 0, at most 1,000,000.", f"{where}.weight"
+            )
         if not isinstance(target, str):
             raise JourneyInvalid("This branch needs next: a step id or end.", f"{where}.next")
         out.append({"name": name, "weight": float(weight), "next": target})
