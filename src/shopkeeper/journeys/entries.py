@@ -96,20 +96,15 @@ def _enter_all(
                 ).scalars()
             )
             segments = conditions(conn)
-            for person in chunk:
-                if person.key in done:
-                    continue
-                row, _reason = runtime.enter(
-                    conn,
-                    journey,
-                    definition,
-                    person.profile_id,
-                    person.key,
-                    person.properties,
-                    now_ms,
-                    segments,
-                )
-                entered += row is not None
+            entered += runtime.enter_many(
+                conn,
+                journey,
+                definition,
+                [(p.profile_id, p.key, p.properties) for p in chunk if p.key not in done],
+                now_ms,
+                segments,
+            )
+        runtime.after_commit()
     return entered
 
 

@@ -44,7 +44,7 @@ from shopkeeper.journeys.engine import (
     in_holdout,
 )
 from shopkeeper.messaging import messages
-from shopkeeper.messaging.reach import choose_channel, load_reach
+from shopkeeper.messaging.reach import Reach, choose_channel, load_reach, load_reach_many
 from shopkeeper.messaging.sendtime import best_hour_send_at
 from shopkeeper.pipeline.processor import BatchChanges
 from shopkeeper.segments.facts import Needs, load_facts, load_products, needs_of
@@ -234,20 +234,132 @@ class JourneyRuntime:
         profile_id: int,
         now_ms: int,
     ) -> str:
+        stats = store.entry_stats(conn, journey.id, [profile_id], now_ms - DAY)[profile_id]
+        return self._refused(definition, stats, now_ms)
+
+    def _refused(self, definition: Definition, stats: store.EntryStats, now_ms: int) -> str:
+        """Why the re-entry rules or caps keep the person out ("" when they do not)."""
         if definition.reentry == "once":
-            if store.last_entry(conn, journey.id, profile_id) is not None:
+            if stats.last_entry is not None:
                 return "enters this journey once"
         elif definition.reentry == "cooldown":
-            last = store.last_entry(conn, journey.id, profile_id)
+            last = stats.last_entry
             if last is not None and now_ms - last < definition.cooldown_ms:
                 return "entered within the cooldown"
         limit = definition.max_concurrent or self.settings.journey_max_concurrent
-        if store.active_count(conn, journey.id, profile_id) >= limit:
+        if stats.active >= limit:
             return "already in this journey"
         per_day = self.settings.journey_entries_per_day
-        if per_day and store.count_entries(conn, profile_id, now_ms - DAY) >= per_day:
+        if per_day and stats.entries_since >= per_day:
             return "entered too many journeys today"
         return ""
+
+    def enter_many(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        definition: Definition,
+        people: Sequence[tuple[int, str, Mapping[str, Any]]],
+        now_ms: int,
+        segments: Mapping[str, ast.Condition],
+    ) -> int:
+        """`enter` for many (profile id, entry key, properties) at once, with the same
+        rules and results, in a fixed number of statements for the common steps (record
+        a step, queue a message, end); an enrollment whose first steps do anything else
+        (a coupon, a webhook, a profile update) is carried out one by one. Returns how
+        many entered."""
+        stats = store.entry_stats(conn, journey.id, [p for p, _k, _v in people], now_ms - DAY)
+        admitted: list[tuple[int, str, bool, Mapping[str, Any]]] = []
+        for profile_id, key, properties in people:
+            mine = stats.get(profile_id, store.EntryStats())
+            if self._refused(definition, mine, now_ms):
+                continue
+            # The same person twice in one call: the second sees the first entry.
+            stats[profile_id] = store.EntryStats(now_ms, mine.active + 1, mine.entries_since + 1)
+            holdout = in_holdout(definition.holdout, journey.id, profile_id, key)
+            admitted.append((profile_id, key, holdout, {"entry": dict(properties)}))
+        created = store.insert_enrollments(
+            conn, self.db.insert_ignore(t.enrollments), journey, admitted, now_ms
+        )
+        if not created:
+            return 0
+        rows = list(created.values())
+        try:
+            needs = needs_of(_conditions_of(definition), segments)
+        except ValueError:
+            needs = Needs()
+        facts = load_facts(conn, sorted({r.enrollment.profile_id for r in rows}), needs, now_ms)
+        compiled: dict[int, Callable[[ProfileFacts, int], bool]] = {}
+        done: list[tuple[store.EnrollmentRow, Outcome, str]] = []
+        for row in rows:
+            profile = facts.get(row.enrollment.profile_id)
+            timezone = self.settings.default_timezone
+            if profile is not None and isinstance(profile.computed.get("timezone"), str):
+                timezone = profile.computed["timezone"]
+            happening = Happening(
+                "start",
+                properties=row.enrollment.state.get("entry", {}),
+                profile=profile,
+                check=_checker(profile, segments, compiled, now_ms),
+                timezone=timezone,
+            )
+            outcome = advance(row.enrollment, definition, happening, now_ms)
+            if outcome.actions or outcome.enrollment != row.enrollment:
+                done.append((row, outcome, timezone))
+        self._apply_new(conn, journey, definition, done, now_ms)
+        return len(rows)
+
+    def _apply_new(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        definition: Definition,
+        done: Sequence[tuple[store.EnrollmentRow, Outcome, str]],
+        now_ms: int,
+    ) -> None:
+        """`_apply` for enrollments created in this transaction, batched."""
+        simple: list[tuple[store.EnrollmentRow, Outcome, str]] = []
+        for row, outcome, timezone in done:
+            reached = [a.step for a in outcome.actions if isinstance(a, Reached)]
+            plain = all(isinstance(a, Reached | Send | Ended) for a in outcome.actions)
+            if plain and len(reached) == len(set(reached)):
+                simple.append((row, outcome, timezone))
+            else:
+                self._apply(conn, journey, definition, row, outcome, now_ms, timezone)
+        if not simple:
+            return
+        sending = {
+            row.enrollment.profile_id
+            for row, outcome, _tz in simple
+            if any(isinstance(a, Send) for a in outcome.actions)
+        }
+        reach = load_reach_many(conn, sorted(sending))
+        steps: list[tuple[store.EnrollmentRow, str, str]] = []
+        queued: list[dict[str, Any]] = []
+        saves: list[tuple[Enrollment, str | None]] = []
+        for row, outcome, timezone in simple:
+            enrollment = outcome.enrollment
+            outcomes: dict[str, str] = {}
+            end_reason = None
+            for action in outcome.actions:
+                if isinstance(action, Reached):
+                    outcomes[action.step] = action.outcome
+                elif isinstance(action, Send):
+                    message, unreachable = self._message_row(
+                        conn, journey, enrollment, action, reach, now_ms, timezone
+                    )
+                    queued.append(message)
+                    if unreachable:
+                        outcomes[action.step] = "unreachable"
+                elif isinstance(action, Ended):
+                    end_reason = action.reason
+            steps += [(row, step, result) for step, result in outcomes.items()]
+            saves.append((enrollment, end_reason))
+        store.record_steps(conn, self.db.insert_ignore(t.enrollment_steps), steps, now_ms)
+        if queued:
+            conn.execute(self.db.insert_ignore(t.messages), queued)
+            self._queued |= any(m["status"] == messages.QUEUED for m in queued)
+        store.save_new_enrollments(conn, saves, now_ms)
 
     # -- advancing ----------------------------------------------------------------------
 
@@ -268,16 +380,7 @@ class JourneyRuntime:
         )
         if happening.event is not None:
             profile = _with_product(conn, profile, happening.event)
-        compiled: dict[int, Callable[[ProfileFacts, int], bool]] = {}
-
-        def check(node: ast.Condition) -> bool:
-            if profile is None:
-                return False
-            test = compiled.get(id(node))
-            if test is None:
-                test = compiled[id(node)] = compile_predicate(node, segments)
-            return test(profile, now_ms)
-
+        check = _checker(profile, segments, {}, now_ms)
         timezone = self.settings.default_timezone
         if profile is not None and isinstance(profile.computed.get("timezone"), str):
             timezone = profile.computed["timezone"]
@@ -364,50 +467,69 @@ class JourneyRuntime:
         now_ms: int,
         timezone: str,
     ) -> bool:
-        key = f"journey:{enrollment.id}:{action.step}"
-        reach = load_reach(conn, enrollment.profile_id)
+        reach = {enrollment.profile_id: load_reach(conn, enrollment.profile_id)}
+        enrollment = replace(enrollment, state={**enrollment.state, "variables": dict(variables)})
+        values, unreachable = self._message_row(
+            conn, journey, enrollment, action, reach, now_ms, timezone
+        )
+        created = conn.execute(
+            self.db.insert_ignore(t.messages).values(**values).returning(t.messages.c.id)
+        ).first()
+        if unreachable:
+            store.update_step_outcome(conn, enrollment.id, action.step, "unreachable")
+            return False
+        return created is not None
+
+    def _message_row(
+        self,
+        conn: Connection,
+        journey: store.Journey,
+        enrollment: Enrollment,
+        action: Send,
+        reach: Mapping[int, Reach],
+        now_ms: int,
+        timezone: str,
+    ) -> tuple[dict[str, Any], bool]:
+        """The messages row a send step queues (idempotency key
+        `journey:<enrollment>:<step>`), and whether the person is unreachable (the row
+        is then a skipped message saying why: the outbox and the API show it)."""
         channel, reason = choose_channel(
-            reach,
+            reach[enrollment.profile_id],
             action.channel,
             action.fallback,
             transactional=action.transactional,
             default_region=self.settings.default_phone_region,
         )
         send_at = now_ms
-        if action.send_time == "best_hour":
+        if channel is not None and action.send_time == "best_hour":
             send_at = best_hour_send_at(
                 conn, enrollment.profile_id, now_ms, timezone, action.fallback_hour
             )
         entry = enrollment.state.get("entry", {})
-        message_vars = {
-            "journey": journey.key,
-            "entry": entry,
-            **({"product_id": entry["product_id"]} if "product_id" in entry else {}),
-            **variables,
-        }
-        # An unreachable person still gets a (skipped) message row: the outbox and the
-        # API then say why nothing was sent.
-        created = messages.queue(
-            conn,
-            self.db,
-            key=key,
-            profile_id=enrollment.profile_id,
-            channel=channel or (action.channel if action.channel != "best" else "none"),
-            template=action.template,
-            transactional=action.transactional,
-            variables=message_vars,
-            send_at=send_at,
-            now_ms=now_ms,
-            journey_id=journey.id,
-            enrollment_id=enrollment.id,
-            step=action.step,
-            status=messages.QUEUED if channel else messages.SKIPPED,
-            reason=None if channel else f"unreachable: {reason}",
+        variables = enrollment.state.get("variables", {})
+        return (
+            messages.row_values(
+                key=f"journey:{enrollment.id}:{action.step}",
+                profile_id=enrollment.profile_id,
+                channel=channel or (action.channel if action.channel != "best" else "none"),
+                template=action.template,
+                transactional=action.transactional,
+                variables={
+                    "journey": journey.key,
+                    "entry": entry,
+                    **({"product_id": entry["product_id"]} if "product_id" in entry else {}),
+                    **variables,
+                },
+                send_at=send_at,
+                now_ms=now_ms,
+                journey_id=journey.id,
+                enrollment_id=enrollment.id,
+                step=action.step,
+                status=messages.QUEUED if channel else messages.SKIPPED,
+                reason=None if channel else f"unreachable: {reason}",
+            ),
+            channel is None,
         )
-        if channel is None:
-            store.update_step_outcome(conn, enrollment.id, action.step, "unreachable")
-            return False
-        return created is not None
 
     def _coupon(
         self,
@@ -643,6 +765,26 @@ def _credit_last_message(conn: Connection, enrollment_id: int, action: Converted
             action.at,
             {"revenue": action.revenue, "event": action.event},
         )
+
+
+def _checker(
+    profile: ProfileFacts | None,
+    segments: Mapping[str, ast.Condition],
+    compiled: dict[int, Callable[[ProfileFacts, int], bool]],
+    now_ms: int,
+) -> Callable[[ast.Condition], bool]:
+    """The engine's condition check for one person; `compiled` keeps each condition's
+    predicate (shared by everyone entered together)."""
+
+    def check(node: ast.Condition) -> bool:
+        if profile is None:
+            return False
+        test = compiled.get(id(node))
+        if test is None:
+            test = compiled[id(node)] = compile_predicate(node, segments)
+        return test(profile, now_ms)
+
+    return check
 
 
 def _with_product(

@@ -360,3 +360,131 @@ def active_count(conn: Connection, journey_id: int, profile_id: int) -> int:
             )
         ).scalar_one()
     )
+
+
+# -- for many people at once (broadcasts, dates, catalog events) ----------------------
+
+
+@dataclass(frozen=True)
+class EntryStats:
+    """What the re-entry rules and caps need to know about one person."""
+
+    last_entry: int | None = None  # in this journey
+    active: int = 0  # active enrollments in this journey
+    entries_since: int = 0  # entries into any journey since the cap's start
+
+
+def entry_stats(
+    conn: Connection, journey_id: int, profile_ids: Sequence[int], since_ms: int
+) -> dict[int, EntryStats]:
+    """EntryStats for each of these people, in two queries."""
+    e = t.enrollments
+    ids = sorted(set(profile_ids))
+    here: dict[int, tuple[int | None, int]] = {}
+    active = sa.func.sum(sa.case((e.c.status == ACTIVE, 1), else_=0))
+    for r in conn.execute(
+        sa.select(e.c.profile_id, sa.func.max(e.c.entered_at), active)
+        .where(e.c.journey_id == journey_id, e.c.profile_id.in_(ids))
+        .group_by(e.c.profile_id)
+    ):
+        here[int(r[0])] = (int(r[1]) if r[1] is not None else None, int(r[2] or 0))
+    recent = {
+        int(r[0]): int(r[1])
+        for r in conn.execute(
+            sa.select(e.c.profile_id, sa.func.count())
+            .where(e.c.profile_id.in_(ids), e.c.entered_at >= since_ms)
+            .group_by(e.c.profile_id)
+        )
+    }
+    return {pid: EntryStats(*here.get(pid, (None, 0)), recent.get(pid, 0)) for pid in ids}
+
+
+def insert_enrollments(
+    conn: Connection,
+    insert_ignore: Any,
+    journey: Journey,
+    people: Sequence[tuple[int, str, bool, Mapping[str, Any]]],
+    now_ms: int,
+) -> dict[str, EnrollmentRow]:
+    """New enrollments for (profile id, entry key, holdout, state), one statement for
+    all of them; returned by entry key, without the keys that had entered already."""
+    if not people:
+        return {}
+    e = t.enrollments
+    rows = conn.execute(
+        insert_ignore.returning(*e.c),
+        [
+            {
+                "journey_id": journey.id,
+                "version": journey.version,
+                "profile_id": profile_id,
+                "entry_key": key[:300],
+                "status": ACTIVE,
+                "step": None,
+                "wake_at": None,
+                "state": dict(state),
+                "holdout": holdout,
+                "entered_at": now_ms,
+                "updated_at": now_ms,
+            }
+            for profile_id, key, holdout, state in people
+        ],
+    ).all()
+    return {row.entry_key: _enrollment(row) for row in rows}
+
+
+def record_steps(
+    conn: Connection, insert_ignore: Any, steps: Sequence[tuple[EnrollmentRow, str, str]], at: int
+) -> None:
+    """Record (enrollment, step, outcome) for enrollments that never reached these steps
+    (new ones): one statement; a step reached before keeps its row."""
+    if steps:
+        conn.execute(
+            insert_ignore,
+            [
+                {
+                    "enrollment_id": row.enrollment.id,
+                    "step": step,
+                    "journey_id": row.journey_id,
+                    "at": at,
+                    "outcome": outcome[:100],
+                }
+                for row, step, outcome in steps
+            ],
+        )
+
+
+def save_new_enrollments(
+    conn: Connection, saves: Sequence[tuple[Enrollment, str | None]], now_ms: int
+) -> None:
+    """save_enrollment for enrollments created in this transaction (so still active in
+    the database): one executemany."""
+    if not saves:
+        return
+    e = t.enrollments
+    conn.execute(
+        e.update()
+        .where(e.c.id == sa.bindparam("eid"))
+        .values(
+            status=sa.bindparam("new_status"),
+            step=sa.bindparam("new_step"),
+            wake_at=sa.bindparam("new_wake_at"),
+            state=sa.bindparam("new_state", type_=e.c.state.type),
+            updated_at=now_ms,
+            lease_until=None,
+            ended_at=sa.bindparam("new_ended_at"),
+            end_reason=sa.bindparam("new_end_reason"),
+        ),
+        [
+            {
+                "eid": new.id,
+                "new_status": new.status,
+                "new_step": new.step,
+                "new_wake_at": new.wake_at,
+                "new_state": dict(new.state),
+                "new_ended_at": None if new.status == ACTIVE else now_ms,
+                "new_end_reason": None if new.status == ACTIVE else (reason or "")[:200],
+            }
+            for new, reason in saves
+        ],
+    )

@@ -245,3 +245,47 @@ def as_dict(message: Message) -> dict[str, Any]:
         "created_at": message.created_at,
         "sent_at": message.sent_at,
     }
+
+
+def row_values(
+    *,
+    key: str,
+    profile_id: int,
+    channel: str,
+    template: str | None,
+    transactional: bool,
+    variables: Mapping[str, Any],
+    send_at: int,
+    now_ms: int,
+    journey_id: int | None = None,
+    enrollment_id: int | None = None,
+    step: str | None = None,
+    status: str = QUEUED,
+    reason: str | None = None,
+    recipient: str | None = None,
+    content: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new messages row (insert it with db.insert_ignore(t.messages), so a second
+    message with the same idempotency key is skipped)."""
+    return {
+        "idempotency_key": key[:300],
+        "profile_id": profile_id,
+        "journey_id": journey_id,
+        "enrollment_id": enrollment_id,
+        "step": step,
+        "channel": channel,
+        "template": template,
+        "transactional": transactional,
+        "status": status,
+        "reason": reason,
+        "recipient": recipient,
+        "content": dict(content) if content is not None else None,
+        "variables": dict(variables),
+        "send_at": send_at,
+        "attempts": 0,
+        "created_at": now_ms,
+        "lease_until": None,
+        "sent_at": None,
+        "provider_id": None,
+        "locale": None,
+    }

@@ -1,7 +1,8 @@
 """How a person can be reached: their address on each channel, whether they consented,
 and which channel to use when a step asks for the best one.
 
-`Reach` is read from the database once per decision (`load_reach`); `addresses`,
+`Reach` is read from the database per decision (`load_reach`) or for a batch of people
+(`load_reach_many`, a fixed number of queries); `addresses`,
 `consented` and `choose_channel` are pure.
 """
 
@@ -66,64 +67,98 @@ class Reach:
 
 
 def load_reach(conn: Connection, profile_id: int) -> Reach:
+    return load_reach_many(conn, [profile_id])[profile_id]
+
+
+def load_reach_many(conn: Connection, profile_ids: Sequence[int]) -> dict[int, Reach]:
+    """Reach for each of these people, in five queries whatever their number (one per
+    table). A profile merged since is read as its survivor (under the asked-for id)."""
+    asked = sorted(set(profile_ids))
+    if not asked:
+        return {}
     p = t.profiles
-    row = conn.execute(
-        sa.select(p.c.traits, p.c.computed, p.c.merged_into).where(p.c.id == profile_id)
-    ).first()
-    if row is not None and row.merged_into is not None:
-        # Merged since the message was queued: the person is the survivor now.
-        profile_id = int(row.merged_into)
-        row = conn.execute(
-            sa.select(p.c.traits, p.c.computed, p.c.merged_into).where(p.c.id == profile_id)
-        ).first()
-    if row is None or row.merged_into is not None:
-        return Reach(ProfileData(profile_id, exists=False), {})
-    ids = t.identities
-    identities: dict[str, str] = {}
-    for r in conn.execute(
-        sa.select(ids.c.type, ids.c.value)
-        .where(ids.c.profile_id == profile_id)
-        # Oldest first, so the most recently seen value of each type wins.
-        .order_by(ids.c.last_seen_at.asc(), ids.c.value)
-    ):
-        identities[r.type] = r.value
-    c = t.consents
-    consents = {
-        (r.channel, r.purpose): bool(r.granted)
+    rows = {
+        int(r.id): r
         for r in conn.execute(
-            sa.select(c.c.channel, c.c.purpose, c.c.granted).where(c.c.profile_id == profile_id)
+            sa.select(p.c.id, p.c.traits, p.c.computed, p.c.merged_into).where(p.c.id.in_(asked))
         )
     }
-    s = t.push_subscriptions
-    push = [
-        PushAddress(r.kind, r.address, dict(r[2] or {}))
+    # Merged since the message was queued: the person is the survivor now.
+    survivor_of = {
+        pid: int(rows[pid].merged_into)
+        for pid in asked
+        if pid in rows and rows[pid].merged_into is not None
+    }
+    missing = sorted(set(survivor_of.values()) - set(rows))
+    if missing:
+        for found in conn.execute(
+            sa.select(p.c.id, p.c.traits, p.c.computed, p.c.merged_into).where(p.c.id.in_(missing))
+        ):
+            rows[int(found.id)] = found
+    live = sorted(
+        {
+            pid
+            for pid in (survivor_of.get(a, a) for a in asked)
+            if pid in rows and rows[pid].merged_into is None
+        }
+    )
+    identities: dict[int, dict[str, str]] = {pid: {} for pid in live}
+    consents: dict[int, dict[tuple[str, str], bool]] = {pid: {} for pid in live}
+    push: dict[int, list[PushAddress]] = {pid: [] for pid in live}
+    engagement: dict[int, dict[str, tuple[int, int]]] = {pid: {} for pid in live}
+    if live:
+        ids = t.identities
+        for ident in conn.execute(
+            sa.select(ids.c.profile_id, ids.c.type, ids.c.value)
+            .where(ids.c.profile_id.in_(live))
+            # Oldest first, so the most recently seen value of each type wins.
+            .order_by(ids.c.last_seen_at.asc(), ids.c.value)
+        ):
+            identities[int(ident.profile_id)][ident.type] = ident.value
+        c = t.consents
         for r in conn.execute(
-            sa.select(s.c.kind, s.c.address, s.c["keys"])
-            .where(s.c.profile_id == profile_id)
+            sa.select(c.c.profile_id, c.c.channel, c.c.purpose, c.c.granted).where(
+                c.c.profile_id.in_(live)
+            )
+        ):
+            consents[int(r.profile_id)][(r.channel, r.purpose)] = bool(r.granted)
+        s = t.push_subscriptions
+        for r in conn.execute(
+            sa.select(s.c.profile_id, s.c.kind, s.c.address, s.c["keys"])
+            .where(s.c.profile_id.in_(live))
             .order_by(s.c.updated_at.desc())
+        ):
+            push[int(r.profile_id)].append(PushAddress(r.kind, r.address, dict(r[3] or {})))
+        m = t.messages
+        engaged = sa.case(
+            (sa.or_(m.c.opened_at.is_not(None), m.c.clicked_at.is_not(None)), 1), else_=0
         )
-    ]
-    m = t.messages
-    engaged = sa.case((sa.or_(m.c.opened_at.is_not(None), m.c.clicked_at.is_not(None)), 1), else_=0)
-    engagement = {
-        r.channel: (int(r.sent), int(r.engaged or 0))
         for r in conn.execute(
             sa.select(
+                m.c.profile_id,
                 m.c.channel,
                 sa.func.count().label("sent"),
                 sa.func.sum(engaged).label("engaged"),
             )
-            .where(m.c.profile_id == profile_id, m.c.sent_at.is_not(None))
-            .group_by(m.c.channel)
+            .where(m.c.profile_id.in_(live), m.c.sent_at.is_not(None))
+            .group_by(m.c.profile_id, m.c.channel)
+        ):
+            engagement[int(r.profile_id)][r.channel] = (int(r.sent), int(r.engaged or 0))
+    out: dict[int, Reach] = {}
+    for pid in asked:
+        person = survivor_of.get(pid, pid)
+        if person not in identities:
+            out[pid] = Reach(ProfileData(person, exists=False), {})
+            continue
+        row = rows[person]
+        profile = ProfileData(
+            person,
+            traits=dict(row.traits or {}),
+            computed=dict(row.computed or {}),
+            identities=identities[person],
         )
-    }
-    profile = ProfileData(
-        profile_id,
-        traits=dict(row.traits or {}),
-        computed=dict(row.computed or {}),
-        identities=identities,
-    )
-    return Reach(profile, consents, push, engagement)
+        out[pid] = Reach(profile, consents[person], push[person], engagement[person])
+    return out
 
 
 def address(
