@@ -1,6 +1,8 @@
 """What a message template sees about its reader: `message_context` reads the profile,
 the cart joined to the catalog, the triggering product, recommendations, the coupon and
 the shop's links, and says in which locale, currency and time zone to render.
+`ContextLoader` builds the same contexts for a batch of messages with a few queries for
+all of them (delivery uses it).
 
 Template context (every key always present):
 
@@ -13,7 +15,9 @@ cart_total        float, in cart_currency (lines in other currencies converted b
 cart_currency     str
 cart_count        number of items (sum of quantities)
 product           the catalog product named by variables["product_id"], or None
-recommendations   up to 4 products (see `recommend`)
+recommendations   up to 4 products (see `recommend`); [] when built with
+                  recommendations=False (delivery does so for templates that never
+                  read the key, see templates.reads)
 coupon            {code, expires_at, discount, ...} from variables["coupon"], or None
 free_shipping     {threshold, remaining, reached, currency}, or None without a threshold
 shop              {name, url}
@@ -52,6 +56,8 @@ RECOMMENDATIONS = 4
 POPULAR_DAYS = 30
 _VIEW, _CART, _ORDER = 1, 3, 5
 _PROFILE_FIELDS = ("first_name", "last_name", "name", "email", "phone", "country", "city")
+# Ids per IN (...) list when a batch is prefetched.
+_CHUNK = 500
 
 
 class ProfileNotFound(LookupError):
@@ -70,65 +76,179 @@ def message_context(
 ) -> dict[str, Any]:
     """The template context for one message to one profile (see the module's table).
     A profile merged into another is read as the survivor. Raises ProfileNotFound."""
-    survivor = _survivor(conn, profile_id)
-    data = profile_data(conn, [survivor])[survivor] if survivor is not None else None
-    if data is None or not data.exists:
-        raise ProfileNotFound(f"profile {profile_id} does not exist")
-    variables = dict(variables) if isinstance(variables, Mapping) else {}
-    computed = {k: v for k, v in data.computed.items() if not k.startswith("_")}
-    locale = _locale(data, settings.default_locale)
-    currency = _currency(data, settings.shop_currency)
-    timezone = _timezone(data, settings.default_timezone)
+    return ContextLoader(conn, settings, now_ms).context(
+        profile_id, variables=variables, channel=channel, journey_key=journey_key
+    )
 
-    cart = _cart(conn, computed, locale)
-    in_cart = [line["product_id"] for line in cart]
-    rates = settings.exchange_rates
-    cart_total, cart_currency = blocks.cart_totals(cart, settings.shop_currency, rates)
 
-    product = None
-    wanted = variables.get("product_id")
-    if isinstance(wanted, str | int) and not isinstance(wanted, bool) and str(wanted):
-        row = catalog.get_product(conn, str(wanted))
-        product = blocks.product_view(row, locale) if row is not None else None
+# Popular products already read: (category, limit, sorted exclusions) -> rows.
+PopularCache = dict[tuple[str | None, int, tuple[str, ...]], list[Mapping[str, Any]]]
 
-    coupon = blocks.coupon_of(variables.get("coupon"))
-    code = str(coupon["code"]) if coupon is not None else None
-    link = blocks.make_link(settings.shop_url, channel, journey_key, code)
-    return {
-        "profile": _profile(data, computed, settings.default_phone_region),
-        "cart": cart,
-        "cart_total": cart_total,
-        "cart_currency": cart_currency,
-        "cart_count": sum(line["quantity"] for line in cart),
-        "product": product,
-        "recommendations": recommend(
-            conn,
-            computed,
+
+class ContextLoader:
+    """Message contexts for many messages at one moment with few queries: `prefetch`
+    reads every person (their survivor and profile), their carts' products and the
+    triggering products for a whole batch at once, then `context` builds each one from
+    memory (reading on demand whatever was not prefetched). Popular products for
+    recommendations are read once per category and exclusions."""
+
+    def __init__(self, conn: Connection, settings: Settings, now_ms: int) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.now_ms = now_ms
+        # Asked-for profile id -> the survivor's data (None: no such profile).
+        self._people: dict[int, ProfileData | None] = {}
+        # Product id -> the catalog's row (None: not in the catalog).
+        self._products: dict[str, dict[str, Any] | None] = {}
+        self.popular: PopularCache = {}
+
+    def prefetch(self, profile_ids: Iterable[int], product_ids: Iterable[str] = ()) -> None:
+        """Read these people and products (and the products in their carts) now."""
+        asked = sorted(set(profile_ids) - set(self._people))
+        survivors: dict[int, int] = {}
+        p = t.profiles
+        for start in range(0, len(asked), _CHUNK):
+            for row in self.conn.execute(
+                sa.select(p.c.id, p.c.merged_into).where(p.c.id.in_(asked[start : start + _CHUNK]))
+            ):
+                survivors[int(row.id)] = int(
+                    row.merged_into if row.merged_into is not None else row.id
+                )
+        found = profile_data(self.conn, sorted(set(survivors.values()))) if survivors else {}
+        wanted = list(product_ids)
+        for pid in asked:
+            survivor = survivors.get(pid)
+            data = found.get(survivor) if survivor is not None else None
+            self._people[pid] = data
+            if data is not None and data.exists:
+                wanted.extend(_cart_ids(data.computed.get("cart")))
+        self._load_products(wanted)
+
+    def _person(self, profile_id: int) -> ProfileData | None:
+        if profile_id not in self._people:
+            self.prefetch([profile_id])
+        return self._people[profile_id]
+
+    def _load_products(self, ids: Iterable[str]) -> None:
+        missing = [pid for pid in dict.fromkeys(ids) if pid not in self._products]
+        if not missing:
+            return
+        rows = catalog.products_by_ids(self.conn, missing)
+        for pid in missing:
+            self._products[pid] = rows.get(pid)
+
+    def _product(self, product_id: str) -> dict[str, Any] | None:
+        if product_id not in self._products:
+            self._products[product_id] = catalog.get_product(self.conn, product_id)
+        return self._products[product_id]
+
+    def context(
+        self,
+        profile_id: int,
+        *,
+        variables: Mapping[str, Any],
+        channel: str,
+        journey_key: str | None = None,
+        recommendations: bool = True,
+    ) -> dict[str, Any]:
+        """The template context for one message (see the module's table); with
+        recommendations=False its recommendations are [] (fill them in with
+        `recommend` when the template reads them). Raises ProfileNotFound."""
+        settings = self.settings
+        data = self._person(profile_id)
+        if data is None or not data.exists:
+            raise ProfileNotFound(f"profile {profile_id} does not exist")
+        variables = dict(variables) if isinstance(variables, Mapping) else {}
+        computed = {k: v for k, v in data.computed.items() if not k.startswith("_")}
+        locale = _locale(data, settings.default_locale)
+        currency = _currency(data, settings.shop_currency)
+        timezone = _timezone(data, settings.default_timezone)
+
+        cart = self._cart(computed, locale)
+        rates = settings.exchange_rates
+        cart_total, cart_currency = blocks.cart_totals(cart, settings.shop_currency, rates)
+
+        product = None
+        wanted = variables.get("product_id")
+        if isinstance(wanted, str | int) and not isinstance(wanted, bool) and str(wanted):
+            row = self._product(str(wanted))
+            product = blocks.product_view(row, locale) if row is not None else None
+
+        coupon = blocks.coupon_of(variables.get("coupon"))
+        code = str(coupon["code"]) if coupon is not None else None
+        link = blocks.make_link(settings.shop_url, channel, journey_key, code)
+        context = {
+            "profile": _profile(data, computed, settings.default_phone_region),
+            "cart": cart,
+            "cart_total": cart_total,
+            "cart_currency": cart_currency,
+            "cart_count": sum(line["quantity"] for line in cart),
+            "product": product,
+            "recommendations": [],
+            "coupon": coupon,
+            "free_shipping": blocks.free_shipping(
+                settings.free_shipping_threshold,
+                cart_total,
+                cart_currency,
+                settings.shop_currency,
+                rates,
+            ),
+            "shop": {"name": settings.shop_name, "url": settings.shop_url},
+            "link": link,
+            "links": link,
+            "unsubscribe_url": None,
+            "variables": variables,
+            "locale": locale,
+            "currency": currency,
+            "timezone": timezone,
+            "now": self.now_ms,
+            "channel": channel,
+            "journey": journey_key,
+        }
+        if recommendations:
+            context["recommendations"] = self.recommend(context)
+        return context
+
+    def recommend(self, context: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The recommendations for a context `context` built: never a product in the
+        cart nor the triggering product."""
+        product = context["product"]
+        return recommend(
+            self.conn,
+            context["profile"]["computed"],
             RECOMMENDATIONS,
-            now_ms=now_ms,
-            exclude=[*in_cart, *([product["product_id"]] if product else [])],
-            locale=locale,
-        ),
-        "coupon": coupon,
-        "free_shipping": blocks.free_shipping(
-            settings.free_shipping_threshold,
-            cart_total,
-            cart_currency,
-            settings.shop_currency,
-            rates,
-        ),
-        "shop": {"name": settings.shop_name, "url": settings.shop_url},
-        "link": link,
-        "links": link,
-        "unsubscribe_url": None,
-        "variables": variables,
-        "locale": locale,
-        "currency": currency,
-        "timezone": timezone,
-        "now": now_ms,
-        "channel": channel,
-        "journey": journey_key,
-    }
+            now_ms=self.now_ms,
+            exclude=[
+                *(line["product_id"] for line in context["cart"]),
+                *([product["product_id"]] if product else []),
+            ],
+            locale=context["locale"],
+            cache=self.popular,
+        )
+
+    def _cart(self, computed: Mapping[str, Any], locale: str) -> list[dict[str, Any]]:
+        """The cart's lines joined to the catalog (one query for all that are not read
+        yet)."""
+        raw = computed.get("cart")
+        keyed = [
+            (as_text(line.get("product_id"), 200) if isinstance(line, Mapping) else None, line)
+            for line in (raw if isinstance(raw, list) else [])
+        ]
+        self._load_products(pid for pid, _ in keyed if pid is not None)
+        lines = []
+        for pid, line in keyed:
+            shaped = blocks.cart_line(line, self._products.get(pid) if pid else None, locale)
+            if shaped is not None:
+                lines.append(shaped)
+        return lines
+
+
+def _cart_ids(raw: object) -> list[str]:
+    """The product ids a cart (computed["cart"]) names."""
+    if not isinstance(raw, list):
+        return []
+    ids = (as_text(line.get("product_id"), 200) for line in raw if isinstance(line, Mapping))
+    return [pid for pid in ids if pid is not None]
 
 
 def _profile(
@@ -141,32 +261,6 @@ def _profile(
     profile["traits"] = dict(data.traits)
     profile["computed"] = computed
     return profile
-
-
-def _cart(conn: Connection, computed: Mapping[str, Any], locale: str) -> list[dict[str, Any]]:
-    """The cart's lines joined to the catalog (one query for all of them)."""
-    raw = computed.get("cart")
-    keyed = [
-        (as_text(line.get("product_id"), 200) if isinstance(line, Mapping) else None, line)
-        for line in (raw if isinstance(raw, list) else [])
-    ]
-    ids = [pid for pid, _ in keyed if pid is not None]
-    products = catalog.products_by_ids(conn, ids) if ids else {}
-    lines = []
-    for pid, line in keyed:
-        shaped = blocks.cart_line(line, products.get(pid) if pid else None, locale)
-        if shaped is not None:
-            lines.append(shaped)
-    return lines
-
-
-def _survivor(conn: Connection, profile_id: int) -> int | None:
-    row = conn.execute(
-        sa.select(t.profiles.c.id, t.profiles.c.merged_into).where(t.profiles.c.id == profile_id)
-    ).first()
-    if row is None:
-        return None
-    return int(row.merged_into if row.merged_into is not None else row.id)
 
 
 def _first(*values: Any) -> Any:
@@ -283,19 +377,40 @@ def recommend(
     now_ms: int,
     exclude: Iterable[str] = (),
     locale: str | None = None,
+    cache: PopularCache | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `limit` products for a person: the most popular (last 30 days) in stock in
     the category they care about most, topped up with the shop's most popular overall;
     never one in `exclude` (the cart, the triggering product). A simple strategy the
-    recommendation engine replaces later, behind the same signature."""
+    recommendation engine replaces later, behind the same signature. `cache` keeps
+    the popular products read (for one `now_ms`), for many people at once."""
     if limit <= 0:
         return []
     excluded = list(exclude)
     rows: list[Mapping[str, Any]] = []
     category = interest_category(computed)
     if category is not None:
-        rows = _popular(conn, category, limit, excluded, now_ms)
+        rows = _popular_cached(conn, category, limit, excluded, now_ms, cache)
     if len(rows) < limit:
         taken = [*excluded, *(row["id"] for row in rows)]
-        rows += _popular(conn, None, limit - len(rows), taken, now_ms)
+        rows = [*rows, *_popular_cached(conn, None, limit - len(rows), taken, now_ms, cache)]
     return [blocks.product_view(row, locale) for row in rows]
+
+
+def _popular_cached(
+    conn: Connection,
+    category: str | None,
+    limit: int,
+    exclude: Iterable[str],
+    now_ms: int,
+    cache: PopularCache | None,
+) -> list[Mapping[str, Any]]:
+    """`_popular`, read once per (category, limit, exclusions) when given a cache (for
+    one moment: `now_ms` must not change while the cache is in use)."""
+    if cache is None:
+        return _popular(conn, category, limit, exclude, now_ms)
+    key = (category, limit, tuple(sorted(set(exclude))))
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _popular(conn, category, limit, key[2], now_ms)
+    return found

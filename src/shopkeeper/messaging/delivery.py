@@ -1,6 +1,15 @@
 """Delivery: due messages are claimed, checked (consent, suppression, caps, quiet
 hours), rendered once, handed to their channel, and their fate recorded.
 
+Work is done per claimed batch, so that a broadcast costs little per message: what the
+checks need (reach, suppressions, recent sends, journey caps) is read for the whole batch
+in a fixed number of queries, rendering shares one read connection and its caches
+(templates, people, products, popular products), and outcomes are written together, at
+least every FLUSH_EVERY messages and every FLUSH_SECONDS, and at the end of the batch.
+Messages are still checked, sent and recorded in their order: a message sent earlier in
+the batch counts towards the caps of the next ones (an in-memory tally on top of what
+was read), and an address found dead is suppressed for the next ones.
+
 A claimed message is leased; a process that dies mid-send leaves it `sending` until the
 lease runs out, then another process retries it with the same idempotency key (the
 email's Message-ID, the providers' idempotency headers). Provider errors are retried
@@ -11,15 +20,20 @@ a dead address (hard bounce, unknown push subscription) is suppressed on its cha
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from shopkeeper.clock import Clock
 from shopkeeper.config import Settings
 from shopkeeper.journeys import store as journey_store
 from shopkeeper.messaging import content as content_mod
 from shopkeeper.messaging import internal_events, links, messages, template_store, templates
+from shopkeeper.messaging import rules as sending_rules
 from shopkeeper.messaging.channels.base import (
     EMAIL,
     IN_APP,
@@ -31,12 +45,17 @@ from shopkeeper.messaging.channels.base import (
 )
 from shopkeeper.messaging.messages import Message
 from shopkeeper.messaging.policy import DAY, WEEK, Caps, cap_reason, quiet_until
-from shopkeeper.messaging.reach import address, consented, load_reach
+from shopkeeper.messaging.reach import Reach, address, consented, load_reach_many
 from shopkeeper.observability.metrics import Metrics
 from shopkeeper.storage.db import Database
 from shopkeeper.workloop import WorkLoop
 
 log = logging.getLogger(__name__)
+
+# Outcomes are written at least this often (messages, seconds): a crash re-sends at most
+# the messages of the group not written yet (with the same idempotency key).
+FLUSH_EVERY = 100
+FLUSH_SECONDS = 0.5
 
 # Timeline events written for what happens to messages (the pipeline applies them).
 EVENT_NAMES = {
@@ -61,6 +80,71 @@ class Decision:
     reason: str = ""
 
 
+@dataclass
+class Facts:
+    """What the checks of a batch's messages are made from, read at once: each person's
+    reach, the address each message would go to, suppressed addresses, the marketing
+    messages sent to each person in the last day and week, each journey's own caps and
+    its messages sent to each person (only where a journey caps them)."""
+
+    reach: dict[int, Reach] = field(default_factory=dict)
+    addresses: dict[int, tuple[str, dict[str, str]] | None] = field(default_factory=dict)
+    suppressed: dict[tuple[str, str], str] = field(default_factory=dict)
+    recent: dict[int, messages.Recent] = field(default_factory=dict)
+    journey_recent: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    journey_caps: dict[int, tuple[Caps, bool]] = field(default_factory=dict)
+    # The shop's caps and quiet hours in force (saved in the UI, else the settings).
+    rules: sending_rules.Rules | None = None
+
+
+@dataclass
+class Tally:
+    """What this batch sent so far (not written yet, or written after the batch's reads):
+    marketing messages per person and channel, and messages per person and journey."""
+
+    marketing: dict[int, Counter[str]] = field(default_factory=dict)
+    journeys: Counter[tuple[int, int]] = field(default_factory=Counter)
+
+    def add(self, message: Message) -> None:
+        if not message.transactional:
+            self.marketing.setdefault(message.profile_id, Counter())[message.channel] += 1
+        if message.journey_id is not None:
+            self.journeys[(message.profile_id, message.journey_id)] += 1
+
+    def counts(self, counts: Mapping[str, int], profile_id: int) -> dict[str, int]:
+        """`counts` (per channel, "*" for all) with this batch's sends to the person."""
+        out = dict(counts)
+        out.setdefault("*", 0)
+        for channel, n in self.marketing.get(profile_id, {}).items():
+            out[channel] = out.get(channel, 0) + n
+            out["*"] += n
+        return out
+
+
+@dataclass
+class Outcome:
+    """What became of one message, to be written: its row's new values, and the event
+    (sent, delivered, failed) to record, if any; a dead address to suppress."""
+
+    message: Message
+    status: str
+    values: dict[str, Any]
+    reason: str | None = None
+    suppress: tuple[str, str, str] | None = None  # channel, address, reason
+
+    @property
+    def kind(self) -> str | None:
+        if self.status == messages.SENT:
+            return "sent"
+        if self.status in (messages.DELIVERED, messages.FAILED):
+            return self.status
+        return None
+
+
+def _needs_counts(caps: Caps) -> bool:
+    return bool(caps.per_channel_day or caps.per_channel_week or caps.all_day or caps.all_week)
+
+
 class Deliverer:
     def __init__(
         self,
@@ -75,19 +159,14 @@ class Deliverer:
         self.channels = dict(channels)
         self.clock = clock
         self.metrics = metrics
-        self.caps = Caps.from_settings(settings)
 
     def run_once(self, now_ms: int | None = None) -> int:
         """Deliver one batch of due messages; returns how many were handled."""
         now = self.clock.now_ms() if now_ms is None else now_ms
         lease_ms = self.settings.message_lease_seconds * 1000
         claimed = messages.claim_due(self.db, now, self.settings.message_batch_size, lease_ms)
-        for message in claimed:
-            try:
-                self.deliver(message, now)
-            except Exception as exc:  # one broken message must not stop the others
-                log.exception("message %s could not be delivered", message.id)
-                self._finish(message, now, status=messages.FAILED, reason=f"internal error: {exc}")
+        if claimed:
+            self._deliver_batch(claimed, now)
         return len(claimed)
 
     def drain(self, now_ms: int | None = None) -> int:
@@ -98,183 +177,168 @@ class Deliverer:
             if done == 0:
                 return total
 
-    # -- one message --------------------------------------------------------------------
-
     def deliver(self, message: Message, now: int) -> None:
-        decision = self.decide(message, now)
-        if decision.action == "skip":
-            self._finish(message, now, status=messages.SKIPPED, reason=decision.reason)
-            return
-        if decision.action == "defer":
-            self._finish(
-                message, now, status=messages.QUEUED, reason=decision.reason, send_at=decision.until
-            )
-            return
-        content = message.content
-        locale = message.locale
-        if content is None:
-            try:
-                content, locale = self.render(message, now)
-            except (templates.RenderError, LookupError, ValueError) as exc:
-                self._finish(
-                    message, now, status=messages.SKIPPED, reason=f"could not render: {exc}"
-                )
-                return
-        if message.channel in (IN_APP, ONSITE):
-            # Shown when the person next opens the app or the site: it is in their inbox.
-            self._finish(
-                message,
-                now,
-                status=messages.DELIVERED,
-                content=content,
-                locale=locale,
-                recipient=decision.recipient,
-                sent=True,
-            )
-            return
-        channel = self.channels.get(message.channel)
-        if channel is None:
-            self._finish(
-                message, now, status=messages.FAILED, reason=f"no {message.channel} channel set up"
-            )
-            return
-        outgoing = Outgoing(
-            message_id=message.id,
-            idempotency_key=message.idempotency_key,
-            channel=message.channel,
-            recipient=decision.recipient,
-            content=content,
-            keys=decision.keys or {},
-            unsubscribe_url=None if message.transactional else self._unsubscribe_url(message),
-        )
+        """Deliver one claimed message (a batch of one)."""
+        self._deliver_batch([message], now)
+
+    # -- a batch ------------------------------------------------------------------------
+
+    def _deliver_batch(self, claimed: Sequence[Message], now: int) -> None:
+        """Check, render and send each message in order; write the outcomes in groups."""
+        pending: list[Outcome] = []
+        flushed = time.monotonic()
         try:
-            delivered = channel.send(outgoing)
-        except ProviderError as exc:
-            self._failed(message, now, exc, decision.recipient, content, locale)
-            return
-        self._finish(
-            message,
-            now,
-            status=messages.SENT,
-            content=content,
-            locale=locale,
-            recipient=decision.recipient,
-            provider_id=delivered.provider_id,
-            sent=True,
-        )
+            with self.db.read() as conn:
+                batch = _Batch(self, conn, claimed, now)
+                for message in claimed:
+                    outcome = batch.deliver(message)
+                    pending.append(outcome)
+                    if len(pending) >= FLUSH_EVERY or time.monotonic() - flushed >= FLUSH_SECONDS:
+                        conn.rollback()  # no read transaction open while writing
+                        group, pending = pending, []
+                        self._write(group, now)
+                        flushed = time.monotonic()
+        finally:
+            # Whatever stopped the batch, what was sent is recorded.
+            group, pending = pending, []
+            self._write(group, now)
 
     def decide(self, message: Message, now: int) -> Decision:
-        if message.channel == WEBHOOK:
-            return Decision("send", recipient=message.recipient or "")
+        """What to do with one claimed message, read on its own."""
         with self.db.read() as conn:
-            reach = load_reach(conn, message.profile_id)
-            if not reach.exists:
-                return Decision("skip", reason="the person was erased")
-            found = address(reach, message.channel, self.settings.default_phone_region)
-            if found is None:
-                return Decision("skip", reason=f"no {message.channel.replace('_', ' ')} address")
-            recipient, keys = found
-            if not message.transactional and not consented(reach, message.channel):
-                return Decision(
-                    "skip", reason=f"no consent for {message.channel.replace('_', ' ')}"
-                )
-            suppressed = messages.is_suppressed(conn, message.channel, recipient)
-            if suppressed is not None:
-                return Decision("skip", reason=f"suppressed: {suppressed}")
-            if message.transactional:
-                return Decision("send", recipient=recipient, keys=keys)
-            caps, ignore = self._caps(conn, message)
-            if not ignore:
-                day = messages.sent_counts(conn, message.profile_id, now - DAY, exclude=message.id)
-                week = messages.sent_counts(
-                    conn, message.profile_id, now - WEEK, exclude=message.id
-                )
-                jday = jweek = 0
-                if message.journey_id is not None and (caps.journey_day or caps.journey_week):
-                    jday = messages.journey_sent_counts(
-                        conn, message.profile_id, message.journey_id, now - DAY, exclude=message.id
-                    )
-                    jweek = messages.journey_sent_counts(
-                        conn, message.profile_id, message.journey_id, now - WEEK, exclude=message.id
-                    )
-                reason = cap_reason(message.channel, day, week, caps, jday, jweek)
-                if reason is not None:
-                    return Decision("skip", reason=reason)
-        timezone = reach.profile.computed.get("timezone")
-        if not isinstance(timezone, str):
-            timezone = self.settings.default_timezone
-        until = quiet_until(
-            now, timezone, self.settings.quiet_hours_start, self.settings.quiet_hours_end
-        )
-        if until is not None:
-            if self.settings.quiet_hours_action == "skip":
-                return Decision("skip", reason="quiet hours")
-            return Decision("defer", until=until, reason="deferred: quiet hours")
-        return Decision("send", recipient=recipient, keys=keys)
+            facts = self._facts(conn, [message], now, {message.profile_id: [message.id]})
+        return self._decide(message, now, facts, Tally())
 
-    def _caps(self, conn: Any, message: Message) -> tuple[Caps, bool]:
-        """The shop's caps, with the journey's own on top (or none, if it says ignore)."""
-        if message.journey_id is None:
-            return self.caps, False
-        journey = journey_store.journey_by_id(conn, message.journey_id)
+    def _facts(
+        self,
+        conn: Connection,
+        batch: Sequence[Message],
+        now: int,
+        exclude: Mapping[int, Collection[int]],
+    ) -> Facts:
+        """The facts for these messages, in a fixed number of queries (one more per
+        journey named). `exclude`: per person, message ids whose sends are not counted
+        (the batch's: this batch counts its own sends in its Tally)."""
+        facts = Facts()
+        people = [m for m in batch if m.channel != WEBHOOK]
+        if not people:
+            return facts
+        region = self.settings.default_phone_region
+        facts.rules = sending_rules.load(conn, self.settings)
+        facts.reach = load_reach_many(conn, [m.profile_id for m in people])
+        for m in people:
+            facts.addresses[m.id] = address(facts.reach[m.profile_id], m.channel, region)
+        facts.suppressed = messages.suppressed_many(
+            conn, {(m.channel, found[0]) for m in people if (found := facts.addresses[m.id])}
+        )
+        # Marketing messages that get as far as the caps.
+        capped = [
+            m
+            for m in people
+            if not m.transactional
+            and (found := facts.addresses[m.id]) is not None
+            and consented(facts.reach[m.profile_id], m.channel)
+            and (m.channel, found[0]) not in facts.suppressed
+        ]
+        for journey_id in sorted({m.journey_id for m in capped if m.journey_id is not None}):
+            facts.journey_caps[journey_id] = self._journey_caps(conn, journey_id, facts.rules.caps)
+        counted = [m for m in capped if not self._caps_of(facts, m)[1]]
+        marketing = {m.profile_id for m in counted if _needs_counts(self._caps_of(facts, m)[0])}
+        if marketing:
+            facts.recent = messages.sent_counts_many(
+                conn, marketing, day_since=now - DAY, week_since=now - WEEK, exclude=exclude
+            )
+        pairs = set()
+        for m in counted:
+            caps = self._caps_of(facts, m)[0]
+            if m.journey_id is not None and (caps.journey_day or caps.journey_week):
+                pairs.add((m.profile_id, m.journey_id))
+        if pairs:
+            facts.journey_recent = messages.journey_sent_counts_many(
+                conn, pairs, day_since=now - DAY, week_since=now - WEEK, exclude=exclude
+            )
+        return facts
+
+    def _journey_caps(self, conn: Connection, journey_id: int, shop: Caps) -> tuple[Caps, bool]:
+        """The shop's caps with the journey's own on top (or none, if it says ignore)."""
+        journey = journey_store.journey_by_id(conn, journey_id)
         if journey is None:
-            return self.caps, False
+            return shop, False
         definition = journey_store.definition(conn, journey.id, journey.version)
         own = definition.caps or {}
         if own.get("ignore"):
-            return self.caps, True
+            return shop, True
         return (
             Caps(
-                self.caps.per_channel_day,
-                self.caps.per_channel_week,
-                self.caps.all_day,
-                self.caps.all_week,
+                shop.per_channel_day,
+                shop.per_channel_week,
+                shop.all_day,
+                shop.all_week,
                 int(own.get("per_day", 0)),
                 int(own.get("per_week", 0)),
             ),
             False,
         )
 
+    def _rules(self, facts: Facts) -> sending_rules.Rules:
+        return facts.rules or sending_rules.defaults(self.settings)
+
+    def _caps_of(self, facts: Facts, message: Message) -> tuple[Caps, bool]:
+        shop = self._rules(facts).caps
+        if message.journey_id is None:
+            return shop, False
+        return facts.journey_caps.get(message.journey_id, (shop, False))
+
+    def _decide(self, message: Message, now: int, facts: Facts, tally: Tally) -> Decision:
+        """Send (to), defer or skip: consent, suppression, caps (what was read plus what
+        this batch sent), quiet hours, in this order."""
+        if message.channel == WEBHOOK:
+            return Decision("send", recipient=message.recipient or "")
+        reach = facts.reach[message.profile_id]
+        if not reach.exists:
+            return Decision("skip", reason="the person was erased")
+        found = facts.addresses[message.id]
+        if found is None:
+            return Decision("skip", reason=f"no {message.channel.replace('_', ' ')} address")
+        recipient, keys = found
+        if not message.transactional and not consented(reach, message.channel):
+            return Decision("skip", reason=f"no consent for {message.channel.replace('_', ' ')}")
+        suppressed = facts.suppressed.get((message.channel, recipient))
+        if suppressed is not None:
+            return Decision("skip", reason=f"suppressed: {suppressed}")
+        if message.transactional:
+            return Decision("send", recipient=recipient, keys=keys)
+        caps, ignore = self._caps_of(facts, message)
+        if not ignore:
+            recent = facts.recent.get(message.profile_id) or messages.Recent({}, {})
+            day = tally.counts(recent.day, message.profile_id)
+            week = tally.counts(recent.week, message.profile_id)
+            jday = jweek = 0
+            if message.journey_id is not None and (caps.journey_day or caps.journey_week):
+                pair = (message.profile_id, message.journey_id)
+                jday, jweek = facts.journey_recent.get(pair, (0, 0))
+                jday += tally.journeys[pair]
+                jweek += tally.journeys[pair]
+            reason = cap_reason(message.channel, day, week, caps, jday, jweek)
+            if reason is not None:
+                return Decision("skip", reason=reason)
+        timezone = reach.profile.computed.get("timezone")
+        if not isinstance(timezone, str):
+            timezone = self.settings.default_timezone
+        rules = self._rules(facts)
+        until = quiet_until(now, timezone, rules.quiet_hours_start, rules.quiet_hours_end)
+        if until is not None:
+            if rules.quiet_hours_action == "skip":
+                return Decision("skip", reason="quiet hours")
+            return Decision("defer", until=until, reason="deferred: quiet hours")
+        return Decision("send", recipient=recipient, keys=keys)
+
+    # -- rendering ----------------------------------------------------------------------
+
     def render(self, message: Message, now: int) -> tuple[dict[str, Any], str]:
-        if message.channel == WEBHOOK and not message.template:
-            payload = {
-                "message_id": message.id,
-                "profile_id": message.profile_id,
-                "journey": message.variables.get("journey"),
-                "step": message.step,
-                "variables": dict(message.variables),
-            }
-            return {"payload": payload}, ""
-        if not message.template:
-            raise ValueError("the message names no template")
+        """One message's content and the locale of the variant used."""
         with self.db.read() as conn:
-            variants = template_store.get_variants(conn, message.template, message.channel)
-            context = content_mod.message_context(
-                conn,
-                message.profile_id,
-                settings=self.settings,
-                variables=message.variables,
-                now_ms=now,
-                channel=message.channel,
-                journey_key=message.variables.get("journey"),
-            )
-        locale, parts = templates.pick_variant(
-            variants, context.get("locale"), self.settings.default_locale
-        )
-        if not message.transactional:
-            context["unsubscribe_url"] = self._unsubscribe_url(message)
-        rendered = templates.render(
-            parts,
-            context,
-            locale=str(context.get("locale") or self.settings.default_locale),
-            currency=str(context.get("currency") or self.settings.shop_currency),
-            timezone=str(context.get("timezone") or self.settings.default_timezone),
-        )
-        if message.channel == EMAIL and rendered.get("html"):
-            rendered["html"] = links.rewrite_html(
-                rendered["html"], self.settings.public_url, message.id, self.settings.link_secret
-            )
-        return rendered, locale
+            return _Renderer(self, conn, [message], now).render(message)
 
     def _unsubscribe_url(self, message: Message) -> str:
         return links.tracking_urls(
@@ -283,41 +347,7 @@ class Deliverer:
 
     # -- recording ----------------------------------------------------------------------
 
-    def _failed(
-        self,
-        message: Message,
-        now: int,
-        exc: ProviderError,
-        recipient: str,
-        content: Mapping[str, Any],
-        locale: str | None,
-    ) -> None:
-        if exc.dead_address:
-            with self.db.write() as conn:
-                messages.suppress(conn, self.db, message.channel, recipient, exc.reason, now)
-        if exc.retryable and message.attempts < self.settings.message_max_attempts:
-            delay = self.settings.message_retry_seconds * 1000 * 2 ** (message.attempts - 1)
-            self._finish(
-                message,
-                now,
-                status=messages.QUEUED,
-                reason=f"retrying: {exc.reason}",
-                send_at=now + delay,
-                content=content,
-                locale=locale,
-            )
-            return
-        self._finish(
-            message,
-            now,
-            status=messages.FAILED,
-            reason=exc.reason,
-            content=content,
-            locale=locale,
-            recipient=recipient,
-        )
-
-    def _finish(
+    def _outcome(
         self,
         message: Message,
         now: int,
@@ -330,7 +360,8 @@ class Deliverer:
         recipient: str | None = None,
         provider_id: str | None = None,
         sent: bool = False,
-    ) -> None:
+        suppress: tuple[str, str, str] | None = None,
+    ) -> Outcome:
         values: dict[str, Any] = {"status": status, "reason": reason, "lease_until": None}
         if send_at is not None:
             values["send_at"] = send_at
@@ -344,23 +375,333 @@ class Deliverer:
             values["provider_id"] = provider_id[:300]
         if sent:
             values["sent_at"] = now
-        with self.db.write() as conn:
-            messages.update(conn, message.id, **values)
-            if status in (messages.SENT, messages.DELIVERED, messages.FAILED):
-                kind = "sent" if status == messages.SENT else status
-                messages.record_event(
-                    conn, message.id, kind, now, {"reason": reason} if reason else {}
+        return Outcome(message, status, values, reason, suppress)
+
+    def _write(self, outcomes: Sequence[Outcome], now: int) -> None:
+        """Write outcomes in one transaction; when that fails, one by one (so that one
+        bad outcome does not lose the others)."""
+        if not outcomes:
+            return
+        try:
+            with self.db.write() as conn:
+                self._write_all(conn, outcomes, now)
+        except Exception:
+            log.exception(
+                "writing %d message outcomes failed; writing them one by one", len(outcomes)
+            )
+            self._write_each(outcomes, now)
+            return
+        self._count(outcomes)
+
+    def _write_all(self, conn: Connection, outcomes: Sequence[Outcome], now: int) -> None:
+        dead: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for outcome in outcomes:
+            if outcome.suppress is not None:
+                dead.setdefault(outcome.suppress[:2], outcome.suppress)
+        messages.suppress_many(conn, self.db, dead.values(), now)
+        messages.update_many(conn, ((o.message.id, o.values) for o in outcomes))
+        recorded = [(o, kind) for o in outcomes if (kind := o.kind) is not None]
+        messages.record_events(
+            conn,
+            (
+                (o.message.id, kind, now, {"reason": o.reason} if o.reason else {})
+                for o, kind in recorded
+            ),
+        )
+        internal_events.track_many(
+            conn, self.db, [_timeline_track(o.message, kind, now) for o, kind in recorded]
+        )
+
+    def _write_each(self, outcomes: Sequence[Outcome], now: int) -> None:
+        """Each outcome in its own transaction, as a message's would be on its own; one
+        that cannot be written fails its message with the error (as any error while
+        delivering it would). Raises the last error when even that cannot be written."""
+        error: Exception | None = None
+        for outcome in outcomes:
+            try:
+                if outcome.suppress is not None:
+                    channel, recipient, reason = outcome.suppress
+                    with self.db.write() as conn:
+                        messages.suppress(conn, self.db, channel, recipient, reason, now)
+                with self.db.write() as conn:
+                    self._write_one(conn, outcome, now)
+                self._count([outcome])
+                continue
+            except Exception as exc:
+                log.exception("message %s: its outcome could not be written", outcome.message.id)
+                failed = self._outcome(
+                    outcome.message, now, status=messages.FAILED, reason=f"internal error: {exc}"
                 )
-                timeline(conn, self.db, message, kind, now)
+            try:
+                with self.db.write() as conn:
+                    self._write_one(conn, failed, now)
+                self._count([failed])
+            except Exception as exc:
+                log.exception("message %s: its failure could not be written", outcome.message.id)
+                error = exc
+        if error is not None:
+            raise error
+
+    def _write_one(self, conn: Connection, outcome: Outcome, now: int) -> None:
+        messages.update(conn, outcome.message.id, **outcome.values)
+        kind = outcome.kind
+        if kind is not None:
+            detail = {"reason": outcome.reason} if outcome.reason else {}
+            messages.record_event(conn, outcome.message.id, kind, now, detail)
+            timeline(conn, self.db, outcome.message, kind, now)
+
+    def _count(self, outcomes: Sequence[Outcome]) -> None:
         if self.metrics is not None:
-            self.metrics.messages.labels(message.channel, status).inc()
+            for outcome in outcomes:
+                self.metrics.messages.labels(outcome.message.channel, outcome.status).inc()
 
 
-def timeline(conn: Any, db: Database, message: Message, kind: str, now: int, **extra: Any) -> None:
-    """The message event as an event on the person's timeline."""
-    internal_events.track(
-        conn,
-        db,
+class _Batch:
+    """One claimed batch being delivered: its facts (read when first needed), what it
+    sent so far, and the renderer its messages share."""
+
+    def __init__(
+        self, deliverer: Deliverer, conn: Connection, claimed: Sequence[Message], now: int
+    ) -> None:
+        self.d = deliverer
+        self.conn = conn
+        self.claimed = claimed
+        self.now = now
+        self.tally = Tally()
+        # Addresses found dead while sending this batch (not written yet, perhaps).
+        self.dead: dict[tuple[str, str], str] = {}
+        self._facts: Facts | None = None
+        self._each = False  # the batch's facts could not be read: each message's instead
+        self.exclude: dict[int, list[int]] = {}
+        for message in claimed:
+            self.exclude.setdefault(message.profile_id, []).append(message.id)
+        self.renderer = _Renderer(deliverer, conn, claimed, now)
+
+    def facts(self, message: Message) -> Facts:
+        """The batch's facts; when they cannot be read for the whole batch, this
+        message's own (so that one person's broken data fails only their message)."""
+        if self._facts is None and not self._each:
+            try:
+                self._facts = self.d._facts(self.conn, self.claimed, self.now, self.exclude)
+            except Exception:
+                log.exception("the checks' facts could not be read for the batch")
+                self.conn.rollback()
+                self._each = True
+        if self._facts is None:
+            own = self.d._facts(self.conn, [message], self.now, self.exclude)
+            self._remember_dead(own)
+            return own
+        self._remember_dead(self._facts)
+        return self._facts
+
+    def _remember_dead(self, facts: Facts) -> None:
+        for pair, reason in self.dead.items():
+            facts.suppressed.setdefault(pair, reason)
+
+    def deliver(self, message: Message) -> Outcome:
+        """Check, render and send one message; its outcome (an error fails it)."""
+        try:
+            outcome = self._deliver(message)
+        except Exception as exc:  # one broken message must not stop the others
+            log.exception("message %s could not be delivered", message.id)
+            self.conn.rollback()
+            return self.d._outcome(
+                message, self.now, status=messages.FAILED, reason=f"internal error: {exc}"
+            )
+        if "sent_at" in outcome.values:
+            self.tally.add(message)
+        if outcome.suppress is not None:
+            channel, recipient, reason = outcome.suppress
+            # Later messages of the batch see it, as they would once it is written.
+            self.dead.setdefault((channel, recipient[:2000]), reason[:200])
+        return outcome
+
+    def _deliver(self, message: Message) -> Outcome:
+        d, now = self.d, self.now
+        decision = d._decide(message, now, self.facts(message), self.tally)
+        if decision.action == "skip":
+            return d._outcome(message, now, status=messages.SKIPPED, reason=decision.reason)
+        if decision.action == "defer":
+            return d._outcome(
+                message, now, status=messages.QUEUED, reason=decision.reason, send_at=decision.until
+            )
+        content = message.content
+        locale = message.locale
+        unsubscribe_url = None if message.transactional else d._unsubscribe_url(message)
+        if content is None:
+            try:
+                content, locale = self.renderer.render(message, unsubscribe_url)
+            except (templates.RenderError, LookupError, ValueError) as exc:
+                return d._outcome(
+                    message, now, status=messages.SKIPPED, reason=f"could not render: {exc}"
+                )
+        # No read transaction stays open while a provider is waited for.
+        self.conn.rollback()
+        if message.channel in (IN_APP, ONSITE):
+            # Shown when the person next opens the app or the site: it is in their inbox.
+            return d._outcome(
+                message,
+                now,
+                status=messages.DELIVERED,
+                content=content,
+                locale=locale,
+                recipient=decision.recipient,
+                sent=True,
+            )
+        channel = d.channels.get(message.channel)
+        if channel is None:
+            return d._outcome(
+                message, now, status=messages.FAILED, reason=f"no {message.channel} channel set up"
+            )
+        outgoing = Outgoing(
+            message_id=message.id,
+            idempotency_key=message.idempotency_key,
+            channel=message.channel,
+            recipient=decision.recipient,
+            content=content,
+            keys=decision.keys or {},
+            unsubscribe_url=unsubscribe_url,
+        )
+        try:
+            delivered = channel.send(outgoing)
+        except ProviderError as exc:
+            return self._failed(message, exc, decision.recipient, content, locale)
+        return d._outcome(
+            message,
+            now,
+            status=messages.SENT,
+            content=content,
+            locale=locale,
+            recipient=decision.recipient,
+            provider_id=delivered.provider_id,
+            sent=True,
+        )
+
+    def _failed(
+        self,
+        message: Message,
+        exc: ProviderError,
+        recipient: str,
+        content: Mapping[str, Any],
+        locale: str | None,
+    ) -> Outcome:
+        d, now = self.d, self.now
+        dead = (message.channel, recipient, exc.reason) if exc.dead_address else None
+        if exc.retryable and message.attempts < d.settings.message_max_attempts:
+            delay = d.settings.message_retry_seconds * 1000 * 2 ** (message.attempts - 1)
+            return d._outcome(
+                message,
+                now,
+                status=messages.QUEUED,
+                reason=f"retrying: {exc.reason}",
+                send_at=now + delay,
+                content=content,
+                locale=locale,
+                suppress=dead,
+            )
+        return d._outcome(
+            message,
+            now,
+            status=messages.FAILED,
+            reason=exc.reason,
+            content=content,
+            locale=locale,
+            recipient=recipient,
+            suppress=dead,
+        )
+
+
+class _Renderer:
+    """Renders the messages of a batch on one read connection: template variants read
+    once per (template, channel), people and products read for the whole batch when
+    the first message is rendered, recommendations only for templates that read them
+    (popular products read once per category and exclusions)."""
+
+    def __init__(
+        self, deliverer: Deliverer, conn: Connection, batch: Sequence[Message], now: int
+    ) -> None:
+        self.d = deliverer
+        self.conn = conn
+        self.batch = batch
+        self.now = now
+        self._variants: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+        self._loader: content_mod.ContextLoader | None = None
+
+    def loader(self) -> content_mod.ContextLoader:
+        if self._loader is None:
+            self._loader = content_mod.ContextLoader(self.conn, self.d.settings, self.now)
+            wanted = [m for m in self.batch if m.content is None and m.template]
+            products = [
+                str(product)
+                for m in wanted
+                if isinstance(product := m.variables.get("product_id"), str | int)
+                and not isinstance(product, bool)
+                and str(product)
+            ]
+            try:
+                self._loader.prefetch([m.profile_id for m in wanted], products)
+            except Exception:
+                # Read per message instead (where an error fails only that message).
+                log.exception("people and products could not be read for the batch")
+                self.conn.rollback()
+        return self._loader
+
+    def variants(self, template: str, channel: str) -> dict[str, dict[str, str]]:
+        key = (template, channel)
+        found = self._variants.get(key)
+        if found is None:
+            found = self._variants[key] = template_store.get_variants(self.conn, template, channel)
+        return found
+
+    def render(
+        self, message: Message, unsubscribe_url: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """The message's content and its variant's locale. Raises RenderError,
+        LookupError (no such person, no variant) or ValueError."""
+        settings = self.d.settings
+        if message.channel == WEBHOOK and not message.template:
+            payload = {
+                "message_id": message.id,
+                "profile_id": message.profile_id,
+                "journey": message.variables.get("journey"),
+                "step": message.step,
+                "variables": dict(message.variables),
+            }
+            return {"payload": payload}, ""
+        if not message.template:
+            raise ValueError("the message names no template")
+        variants = self.variants(message.template, message.channel)
+        loader = self.loader()
+        context = loader.context(
+            message.profile_id,
+            variables=message.variables,
+            channel=message.channel,
+            journey_key=message.variables.get("journey"),
+            recommendations=False,
+        )
+        locale, parts = templates.pick_variant(
+            variants, context.get("locale"), settings.default_locale
+        )
+        if templates.reads(parts, "recommendations"):
+            context["recommendations"] = loader.recommend(context)
+        if not message.transactional:
+            context["unsubscribe_url"] = unsubscribe_url or self.d._unsubscribe_url(message)
+        rendered = templates.render(
+            parts,
+            context,
+            locale=str(context.get("locale") or settings.default_locale),
+            currency=str(context.get("currency") or settings.shop_currency),
+            timezone=str(context.get("timezone") or settings.default_timezone),
+        )
+        if message.channel == EMAIL and rendered.get("html"):
+            rendered["html"] = links.rewrite_html(
+                rendered["html"], settings.public_url, message.id, settings.link_secret
+            )
+        return rendered, locale
+
+
+def _timeline_track(message: Message, kind: str, now: int, **extra: Any) -> internal_events.Track:
+    return internal_events.Track(
         message.profile_id,
         EVENT_NAMES[kind],
         {
@@ -373,6 +714,20 @@ def timeline(conn: Any, db: Database, message: Message, kind: str, now: int, **e
         },
         message_id=f"message-{message.id}-{kind}",
         now_ms=now,
+    )
+
+
+def timeline(conn: Any, db: Database, message: Message, kind: str, now: int, **extra: Any) -> None:
+    """The message event as an event on the person's timeline."""
+    track = _timeline_track(message, kind, now, **extra)
+    internal_events.track(
+        conn,
+        db,
+        track.profile_id,
+        track.event,
+        track.properties,
+        message_id=track.message_id,
+        now_ms=track.now_ms,
     )
 
 

@@ -3,7 +3,7 @@ for delivery, recording what became of them, and reading a person's messages."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +151,21 @@ def update(conn: Connection, message_id: int, **values: Any) -> None:
     conn.execute(m.update().where(m.c.id == message_id).values(**values))
 
 
+def update_many(conn: Connection, changes: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+    """`update` for many messages: one executemany per set of changed columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for message_id, values in changes:
+        row = {"_id": message_id, **{f"_{name}": value for name, value in values.items()}}
+        groups.setdefault(tuple(sorted(values)), []).append(row)
+    for names, rows in groups.items():
+        statement = (
+            m.update()
+            .where(m.c.id == sa.bindparam("_id"))
+            .values({name: sa.bindparam(f"_{name}", type_=m.c[name].type) for name in names})
+        )
+        conn.execute(statement, rows)
+
+
 def record_event(
     conn: Connection, message_id: int, kind: str, at: int, detail: Mapping[str, Any] | None = None
 ) -> None:
@@ -159,6 +174,18 @@ def record_event(
             message_id=message_id, kind=kind, at=at, detail=dict(detail or {})
         )
     )
+
+
+def record_events(
+    conn: Connection, events: Iterable[tuple[int, str, int, Mapping[str, Any] | None]]
+) -> None:
+    """`record_event` for many (message id, kind, at, detail), in one executemany."""
+    rows = [
+        {"message_id": message_id, "kind": kind, "at": at, "detail": dict(detail or {})}
+        for message_id, kind, at, detail in events
+    ]
+    if rows:
+        conn.execute(t.message_events.insert(), rows)
 
 
 def sent_counts(
@@ -195,6 +222,94 @@ def journey_sent_counts(
     )
 
 
+@dataclass(frozen=True)
+class Recent:
+    """Messages sent to one person since two moments (the last day and the last week)."""
+
+    day: dict[str, int]
+    week: dict[str, int]
+
+
+# Ids per IN (...) list in the batch reads below: far below both databases' limits.
+_CHUNK = 500
+
+
+def _chunks(values: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def sent_counts_many(
+    conn: Connection,
+    profile_ids: Iterable[int],
+    *,
+    day_since: int,
+    week_since: int,
+    exclude: Mapping[int, Collection[int]],
+) -> dict[int, Recent]:
+    """`sent_counts` since `day_since` and since `week_since` (the earlier) for many
+    people, in one grouped query per 500 of them. `exclude` names, per person, message
+    ids not to count (the messages being decided about)."""
+    ids = sorted(set(profile_ids))
+    out = {pid: Recent({"*": 0}, {"*": 0}) for pid in ids}
+    in_day = sa.func.sum(sa.case((m.c.sent_at >= day_since, 1), else_=0))
+    for chunk in _chunks(ids):
+        query = (
+            sa.select(m.c.profile_id, m.c.channel, in_day.label("day"), sa.func.count())
+            .where(
+                m.c.profile_id.in_(chunk),
+                m.c.sent_at >= week_since,
+                m.c.transactional.is_(False),
+            )
+            .group_by(m.c.profile_id, m.c.channel)
+        )
+        skipped = sorted({i for pid in chunk for i in exclude.get(pid, ())})
+        if skipped:
+            query = query.where(m.c.id.not_in(skipped))
+        for pid, channel, day, week in conn.execute(query):
+            recent = out[int(pid)]
+            for counts, n in ((recent.day, int(day or 0)), (recent.week, int(week))):
+                if n:
+                    counts[str(channel)] = n
+                    counts["*"] += n
+    return out
+
+
+def journey_sent_counts_many(
+    conn: Connection,
+    pairs: Iterable[tuple[int, int]],
+    *,
+    day_since: int,
+    week_since: int,
+    exclude: Mapping[int, Collection[int]],
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """`journey_sent_counts` since `day_since` and since `week_since` for many
+    (profile id, journey id) pairs: {pair: (day, week)}, one query per 500 people."""
+    wanted = set(pairs)
+    out = dict.fromkeys(wanted, (0, 0))
+    ids = sorted({pid for pid, _ in wanted})
+    journeys = sorted({jid for _, jid in wanted})
+    in_day = sa.func.sum(sa.case((m.c.sent_at >= day_since, 1), else_=0))
+    for chunk in _chunks(ids):
+        query = (
+            sa.select(m.c.profile_id, m.c.journey_id, in_day.label("day"), sa.func.count())
+            .where(
+                m.c.profile_id.in_(chunk),
+                m.c.journey_id.in_(journeys),
+                m.c.sent_at >= week_since,
+            )
+            .group_by(m.c.profile_id, m.c.journey_id)
+        )
+        skipped = sorted({i for pid in chunk for i in exclude.get(pid, ())})
+        if skipped:
+            query = query.where(m.c.id.not_in(skipped))
+        for pid, jid, day, week in conn.execute(query):
+            pair = (int(pid), int(jid))
+            if pair in out:
+                out[pair] = (int(day or 0), int(week))
+    return out
+
+
 def for_profile(
     conn: Connection, profile_ids: list[int], limit: int = 100, offset: int = 0
 ) -> list[Message]:
@@ -216,6 +331,23 @@ def is_suppressed(conn: Connection, channel: str, address: str) -> str | None:
     return str(reason) if reason is not None else None
 
 
+def suppressed_many(
+    conn: Connection, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """`is_suppressed` for many (channel, address) pairs: {pair: reason} of the
+    suppressed ones, one query per 500 addresses."""
+    wanted = set(pairs)
+    s = t.message_suppressions
+    out: dict[tuple[str, str], str] = {}
+    for chunk in _chunks(sorted({address for _, address in wanted})):
+        for channel, address, reason in conn.execute(
+            sa.select(s.c.channel, s.c.address, s.c.reason).where(s.c.address.in_(chunk))
+        ):
+            if (channel, address) in wanted:
+                out[(channel, address)] = str(reason)
+    return out
+
+
 def suppress(
     conn: Connection, db: Database, channel: str, address: str, reason: str, now_ms: int
 ) -> None:
@@ -224,6 +356,23 @@ def suppress(
             channel=channel, address=address[:2000], reason=reason[:200], created_at=now_ms
         )
     )
+
+
+def suppress_many(
+    conn: Connection, db: Database, rows: Iterable[tuple[str, str, str]], now_ms: int
+) -> None:
+    """`suppress` for many (channel, address, reason), in one executemany."""
+    values = [
+        {
+            "channel": channel,
+            "address": address[:2000],
+            "reason": reason[:200],
+            "created_at": now_ms,
+        }
+        for channel, address, reason in rows
+    ]
+    if values:
+        conn.execute(db.insert_ignore(t.message_suppressions), values)
 
 
 def as_dict(message: Message) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shopkeeper.config import Settings
 from shopkeeper.journeys.engine import zone
 
 DAY = 86_400_000
@@ -23,15 +22,6 @@ class Caps:
     # Per journey: at most this many of its messages to one person per day and week.
     journey_day: int = 0
     journey_week: int = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Caps:
-        return cls(
-            settings.cap_per_channel_day,
-            settings.cap_per_channel_week,
-            settings.cap_all_day,
-            settings.cap_all_week,
-        )
 
 
 def cap_reason(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from jinja2 import Template
+from jinja2 import Template, meta
 from jinja2.exceptions import (
     SecurityError,
     TemplateError,
@@ -189,6 +189,31 @@ def _runtime_message(exc: BaseException) -> str:
     if isinstance(exc, TypeError | ValueError | ArithmeticError | LookupError):
         return f"a value cannot be used that way: {exc}"
     return f"the template failed ({type(exc).__name__}: {exc})"
+
+
+# -- what a template reads ------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _names(source: str, html: bool) -> frozenset[str] | None:
+    """The context names one source reads; None when it cannot be parsed."""
+    try:
+        return frozenset(meta.find_undeclared_variables(_ENVIRONMENTS[html].parse(source)))
+    except Exception:
+        return None
+
+
+def reads(parts: Mapping[str, object], name: str) -> bool:
+    """Whether any part reads the context value `name`, so that it need not be
+    computed when none does. True when a part cannot be parsed (rendering then fails
+    with the part's own error, as it would have)."""
+    for part, source in parts.items():
+        if not isinstance(source, str):
+            continue
+        names = _names(source, is_html(part))
+        if names is None or name in names:
+            return True
+    return False
 
 
 # -- checking -----------------------------------------------------------------------------
