@@ -30,7 +30,7 @@ from shopkeeper.ingest.writer import EventWriter
 from shopkeeper.journeys import api as journeys_api
 from shopkeeper.journeys.runtime import JourneyRuntime
 from shopkeeper.messaging import api as messaging_api
-from shopkeeper.messaging import coupons_api, tracking_api
+from shopkeeper.messaging import coupons_api, rules_api, tracking_api
 from shopkeeper.messaging.channels.registry import build_channels
 from shopkeeper.messaging.coupon_redemption import CouponRedemptionHook
 from shopkeeper.messaging.delivery import Deliverer, DeliveryRunner
@@ -295,6 +295,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(journeys_api.router)
     app.include_router(coupons_api.router)
     app.include_router(messaging_api.router)
+    app.include_router(rules_api.router)
     app.include_router(tracking_api.router)
     install_ui(app)
 

@@ -469,9 +469,11 @@ def test_messaging_settings_and_a_test_send(db_url: str) -> None:
         assert "captured for the outbox" in text(
             page.text.split('data-testid="channel-whatsapp"')[1].split("</tr>")[0]
         )
-        caps = text(page.text.split('data-testid="caps"')[1].split("</table>")[0])
-        assert "Per channel 2 a day, 5 a week" in caps
-        assert "22:00 to 08:00 in each person's time zone" in caps
+        caps = page.text.split('data-testid="caps"')[1].split("</table>")[0]
+        assert 'name="cap_per_channel_day" min="0" max="1000" value="2"' in caps
+        assert 'name="cap_per_channel_week" min="0" max="1000" value="5"' in caps
+        assert re.search(r'name="quiet_hours_start".*?<option value="22" selected>', caps, re.S)
+        assert re.search(r'name="quiet_hours_end".*?<option value="8" selected>', caps, re.S)
 
         def send(channel: str, address: str) -> Any:
             data = {"csrf_token": token, "channel": channel, "address": address}
@@ -508,3 +510,45 @@ def test_messaging_settings_and_a_test_send(db_url: str) -> None:
         assert c.post("/settings/messaging/test", data={"channel": "email"}).status_code == 403
         assert len(smtp.recorder.received) == 1
         assert _actions(h) == ["message.test_send"] * 4
+
+
+def test_caps_and_quiet_hours_are_changed_on_the_settings_page(db_url: str) -> None:
+    with harness(db_url) as h:
+        token = logged_in(h)
+        c = h.client
+        form = {
+            "csrf_token": token, "cap_per_channel_day": "1", "cap_per_channel_week": "4",
+            "cap_all_day": "2", "cap_all_week": "0", "quiet_hours_start": "23",
+            "quiet_hours_end": "7", "quiet_hours_action": "skip",
+        }  # fmt: skip
+        saved = c.post("/settings/messaging/rules", data=form)
+        assert saved.status_code == 200
+        assert "Rules saved." in text(saved.text)
+        assert 'name="cap_all_week" min="0" max="1000" value="0"' in saved.text
+        got = c.get("/api/messaging/rules", headers=h.admin).json()
+        assert (got["cap_per_channel_day"], got["cap_all_day"], got["cap_all_week"]) == (1, 2, 0)
+        assert (got["quiet_hours_start"], got["quiet_hours_end"]) == (23, 7)
+        assert got["quiet_hours_action"] == "skip"
+        assert got["saved"] is True
+        assert got["defaults"]["cap_per_channel_day"] == h.services.settings.cap_per_channel_day
+
+        # A mistake is said next to the form, keeps what was typed, and changes nothing.
+        bad = c.post("/settings/messaging/rules", data={**form, "cap_all_day": "lots"})
+        assert bad.status_code == 400
+        assert "Not saved: all day: Give a whole number from 0 to 1000." in text(bad.text)
+        assert 'value="lots"' in bad.text
+        assert c.get("/api/messaging/rules", headers=h.admin).json()["cap_all_day"] == 2
+        assert (
+            c.post(
+                "/settings/messaging/rules", data={**form, "quiet_hours_action": "x"}
+            ).status_code
+            == 400
+        )
+        assert (
+            c.post("/settings/messaging/rules", data={**form, "csrf_token": "x"}).status_code == 403
+        )
+
+        reset = c.post("/settings/messaging/rules", data={"csrf_token": token, "reset": "1"})
+        assert "Back to the server's settings." in text(reset.text)
+        assert c.get("/api/messaging/rules", headers=h.admin).json()["saved"] is False
+        assert _actions(h) == ["messaging.rules", "messaging.rules_reset"]

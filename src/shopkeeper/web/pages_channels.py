@@ -18,6 +18,7 @@ from markupsafe import escape
 from shopkeeper.admin import audit
 from shopkeeper.config import Settings
 from shopkeeper.identity.identifiers import normalize_email, normalize_phone
+from shopkeeper.messaging import rules
 from shopkeeper.messaging.channels import base
 from shopkeeper.messaging.channels.base import Outgoing, ProviderError
 from shopkeeper.messaging.channels.outbox import Outbox
@@ -29,6 +30,7 @@ from shopkeeper.web.ui import CsrfForm, Session, form_text, now_ms, render, serv
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
 
+QUIET_FIELDS = ("quiet_hours_start", "quiet_hours_end", "quiet_hours_action")
 TEST_CHANNELS = (base.EMAIL, base.SMS, base.WHATSAPP, base.WEB_PUSH, base.MOBILE_PUSH)
 
 
@@ -119,8 +121,11 @@ def _consents(request: Request) -> dict[str, dict[str, int]]:
 def _page(
     request: Request, session: Session, *, result: dict[str, Any] | None = None,
     values: dict[str, str] | None = None, status: int = 200,
+    rules_result: dict[str, Any] | None = None, rule_values: dict[str, Any] | None = None,
 ) -> Response:  # fmt: skip
     svc = services(request)
+    with svc.db.read() as conn:
+        current = rules.load(conn, svc.settings)
     adapters = dict(svc.deliverer.channels) if svc.deliverer is not None else {}
     consent_channels: dict[str, list[str]] = {}
     for channel, consent in CONSENT_CHANNEL.items():
@@ -137,6 +142,9 @@ def _page(
             "test_channels": TEST_CHANNELS,
             "result": result,
             "values": values or {"channel": base.EMAIL, "address": ""},
+            "rules": current,
+            "rule_values": rule_values or current.as_dict(),
+            "rules_result": rules_result,
         },
         session=session,
         status=status,
@@ -234,3 +242,34 @@ def test_send(request: Request, session: Session, form: CsrfForm) -> Response:
             target=f"channel {channel}", details={"ok": result["ok"]},
         )  # fmt: skip
     return _page(request, session, result=result, values=values)
+
+
+@router.post("/settings/messaging/rules")
+def save_rules(request: Request, session: Session, form: CsrfForm) -> Response:
+    """Frequency caps and quiet hours from the form; a bad value is said next to the
+    form, with what was typed kept."""
+    svc = services(request)
+    now = now_ms(request)
+    typed = {name: form_text(form, name, 20) for name in (*rules.CAP_FIELDS, *QUIET_FIELDS)}
+    if form_text(form, "reset", 5):
+        with svc.db.write() as conn:
+            rules.reset(conn)
+            audit.record(
+                conn, at_ms=now, actor=session.actor, action="messaging.rules_reset",
+                target="sending rules", details={},
+            )  # fmt: skip
+        done = {"ok": True, "message": "Back to the server's settings."}
+        return _page(request, session, rules_result=done)
+    with svc.db.write() as conn:
+        try:
+            changed = rules.validate(typed, rules.defaults(svc.settings))
+        except rules.RulesInvalid as exc:
+            label = exc.field.replace("_", " ").replace("cap ", "")
+            wrong = {"ok": False, "message": f"Not saved: {label}: {exc}"}
+            return _page(request, session, rules_result=wrong, rule_values=typed, status=400)
+        rules.save(conn, svc.db, changed)
+        audit.record(
+            conn, at_ms=now, actor=session.actor, action="messaging.rules",
+            target="sending rules", details=typed,
+        )  # fmt: skip
+    return _page(request, session, rules_result={"ok": True, "message": "Rules saved."})
