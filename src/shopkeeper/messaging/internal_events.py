@@ -66,13 +66,15 @@ def identifiers_many(
     for start in range(0, len(ids), 500):
         rows = conn.execute(
             sa.select(table.c.profile_id, table.c.type, table.c.value)
-            .where(
-                table.c.profile_id.in_(ids[start : start + 500]),
-                table.c.type.in_(("user_id", "anonymous_id")),
-            )
+            # The types are filtered here, not in SQL: given `type IN (...)`, SQLite
+            # walks the primary key by type (everyone's user ids) instead of the
+            # profile_id index.
+            .where(table.c.profile_id.in_(ids[start : start + 500]))
             .order_by(table.c.last_seen_at.desc())
         )
         for row in rows:
+            if row.type not in ("user_id", "anonymous_id"):
+                continue
             # Newest first: the first value of each type is the one `identifiers` takes.
             found[int(row.profile_id)].setdefault(row.type, row.value)
     out: dict[int, tuple[str | None, str | None]] = {}

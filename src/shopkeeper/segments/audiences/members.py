@@ -88,9 +88,13 @@ def profile_data(conn: Connection, profile_ids: Sequence[int]) -> dict[int, Prof
         for ident in conn.execute(
             sa.select(t.identities.c.profile_id, t.identities.c.type, t.identities.c.value)
             .where(t.identities.c.profile_id.in_(chunk))
-            .where(t.identities.c.type.in_(_IDENTITY_TYPES))
             .order_by(t.identities.c.last_seen_at, t.identities.c.value)
         ):
+            # The types are filtered here, not in SQL: given `type IN (...)`, SQLite
+            # walks the primary key by type (every identity of those types) instead of
+            # the profile_id index (a handful per person).
+            if ident.type not in _IDENTITY_TYPES:
+                continue
             # Ascending order: the newest value of each type is written last.
             identities.setdefault(int(ident.profile_id), {})[ident.type] = ident.value
         for row in conn.execute(
