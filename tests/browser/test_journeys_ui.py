@@ -1,7 +1,8 @@
 """The journey pages in a real Chromium (Debian's, driven by Playwright) against a real
 `shopkeeper serve`: a marketer enables the abandoned-cart playbook, reads its graph, opens
 the editor, breaks the YAML and sees the mistake at its line as they type, and reads an
-email in the outbox, shown in a sandboxed frame. Screenshots go to test-artifacts/browser/."""
+email in the outbox, shown in a sandboxed frame, and sets frequency caps and quiet hours.
+Screenshots go to test-artifacts/browser/."""
 
 from __future__ import annotations
 
@@ -122,4 +123,22 @@ def test_a_marketer_enables_a_playbook_and_edits_it(browser: Browser, shop: Live
     page.fill("#part-subject", "Hi {{ profile.first_name }")
     expect(page.get_by_test_id("render-error")).to_contain_text("subject, line 1:")
     shot(page, "24-template-editor")
+
+    # Frequency caps and quiet hours, set on the messaging settings page.
+    page.goto(shop.url + "/settings/messaging")
+    rules = page.get_by_test_id("rules-form")
+    rules.get_by_label("On all channels a day").fill("1")
+    rules.get_by_label("Quiet hours from").select_option("22")
+    rules.get_by_label("A message due in quiet hours is").select_option("skip")
+    rules.locator("button", has_text="Save rules").click()
+    expect(page.get_by_test_id("rules-result")).to_have_text("Rules saved.")
+    expect(page.get_by_label("On all channels a day")).to_have_value("1")
+    expect(page.get_by_label("Quiet hours from")).to_have_value("22")
+    page.get_by_label("Per channel a week").fill("2000")
+    page.locator("button", has_text="Save rules").click()
+    # The browser refuses a number over the field's maximum before anything is sent.
+    expect(page.get_by_test_id("rules-result")).to_have_text("Rules saved.")
+    shot(page, "25-sending-rules")
+    page.locator("button", has_text="Back to the server's settings").click()
+    expect(page.get_by_test_id("rules-result")).to_have_text("Back to the server's settings.")
     assert problems == []
