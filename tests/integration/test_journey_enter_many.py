@@ -167,3 +167,23 @@ def test_the_daily_entry_cap_counts_entries_made_together(db_url: str) -> None:
         assert entered == 2
         assert row is None
         assert reason == "entered too many journeys today"
+
+
+def test_statistics_are_refreshed_after_a_large_broadcast(db_url: str) -> None:
+    """On PostgreSQL, ANALYZE of the tables a broadcast fills (a no-op on SQLite)."""
+    from shopkeeper.journeys import entries
+
+    with harness(db_url) as h:
+        setup(h)
+        entries._analyze(h.services.db)
+        if not h.services.db.is_sqlite:
+            with h.services.db.read() as conn:
+                # reltuples is -1 until a table is first analyzed (or vacuumed).
+                unanalyzed = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_class WHERE relname IN "
+                        "('messages', 'enrollments', 'enrollment_steps') AND reltuples < 0 "
+                        "AND relnamespace = current_schema()::regnamespace"
+                    )
+                ).scalar_one()
+            assert unanalyzed == 0

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 CHUNK = 300
 PAGE = 1000
 CATALOG_CURSOR = "journeys.catalog_cursor"
+# A broadcast that enters at least this many people refreshes PostgreSQL's statistics.
+_ANALYZE_AFTER = 1000
 _BROADCAST_DONE = "journeys.broadcast.{journey_id}"
 # Whoever asked about or looked at a product hears about it.
 INTEREST_EVENTS = ("Product Viewed", "Product Added to Wishlist", "Back In Stock Requested")
@@ -185,7 +187,20 @@ def run_broadcasts(db: Database, settings: Settings, now_ms: int) -> int:
         # Marked done only once everyone was entered: a run cut short starts over, and
         # the entry keys skip those already in.
         _set_meta(db, marker, occasion)
+    if entered >= _ANALYZE_AFTER:
+        _analyze(db)
     return entered
+
+
+def _analyze(db: Database) -> None:
+    """Fresh planner statistics after a bulk entry, on PostgreSQL: the messages just
+    queued can outnumber what the statistics say the tables hold, and delivery's batch
+    queries then scan whole tables instead of using their indexes (autovacuum catches up
+    only a minute or more later, after the broadcast is under way)."""
+    if db.is_sqlite:
+        return
+    with db.write() as conn:
+        conn.execute(sa.text("ANALYZE messages, enrollments, enrollment_steps"))
 
 
 # -- dates and holidays -----------------------------------------------------------------
