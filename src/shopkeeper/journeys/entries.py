@@ -163,6 +163,7 @@ def run_broadcasts(db: Database, settings: Settings, now_ms: int) -> int:
     """Everyone in the segment enters each due broadcast once."""
     runtime = JourneyRuntime(db, settings)
     entered = 0
+    next_analyze = _ANALYZE_AFTER
     for journey, definition in _journeys(db, BroadcastEntry):
         entry = definition.entry
         assert isinstance(entry, BroadcastEntry)
@@ -184,6 +185,11 @@ def run_broadcasts(db: Database, settings: Settings, now_ms: int) -> int:
         for ids in _members(db, int(segment_id)):
             people = [Person(pid, f"broadcast:{occasion[:100]}:{pid}", properties) for pid in ids]
             entered += _enter_all(db, runtime, journey, definition, people, now_ms)
+            if entered >= next_analyze:
+                # The tables grow tenfold: their statistics must follow, or the checks
+                # of the next people scan what the planner believes is a small table.
+                _analyze(db)
+                next_analyze *= 10
         # Marked done only once everyone was entered: a run cut short starts over, and
         # the entry keys skip those already in.
         _set_meta(db, marker, occasion)
@@ -193,10 +199,10 @@ def run_broadcasts(db: Database, settings: Settings, now_ms: int) -> int:
 
 
 def _analyze(db: Database) -> None:
-    """Fresh planner statistics after a bulk entry, on PostgreSQL: the messages just
-    queued can outnumber what the statistics say the tables hold, and delivery's batch
-    queries then scan whole tables instead of using their indexes (autovacuum catches up
-    only a minute or more later, after the broadcast is under way)."""
+    """Fresh planner statistics during and after a bulk entry, on PostgreSQL: the
+    enrollments and messages just written can outnumber what the statistics say the
+    tables hold, and the batch queries then scan whole tables instead of using their
+    indexes (autovacuum catches up only a minute or more later, mid-broadcast)."""
     if db.is_sqlite:
         return
     with db.write() as conn:
