@@ -9,10 +9,13 @@ time) and writes it, in one pass, into a fresh SQLite file (under benchmarks/res
 scratch PostgreSQL database (created beside --postgres, dropped at the end) and CSV files
 for DuckDB. Then, each in its own child process:
 
-- PostgreSQL and SQLite: each segment's condition is parsed, compiled with compile_sql
-  and counted the way the product runs it (`SELECT COUNT(*) FROM profiles p WHERE
-  p.merged_into IS NULL AND (<sql>)` through shopkeeper's Database); one warm-up, then
-  the median of --runs counts.
+- PostgreSQL and SQLite: the segments (the three below and the two the nested one
+  names) are saved as a marketer saves them, and the product's segment indexes are
+  built for them as its scheduler would (`segments.indexes.sync`, PostgreSQL only; the
+  time it takes is reported). Each segment's condition is then parsed, compiled with
+  compile_sql and counted the way the product runs it (`SELECT COUNT(*) FROM profiles p
+  WHERE p.merged_into IS NULL AND (<sql>)` through shopkeeper's Database, with
+  `membership.for_population`); one warm-up, then the median of --runs counts.
 - DuckDB (the baseline): the CSV files loaded into an in-memory DuckDB (every thread of
   the machine), with flattened columns (country, loyalty_tier, orders_count... as
   columns; an event's category as a column), and a hand-written query per segment that
@@ -973,6 +976,7 @@ def count_sql(url: str, segment: Segment, runs: int) -> dict[str, Any]:
     """A segment counted as the product counts it, through shopkeeper's Database."""
     import sqlalchemy as sa
 
+    from shopkeeper.segments.membership import for_population
     from shopkeeper.storage.db import Database
 
     db = Database(url)
@@ -980,11 +984,38 @@ def count_sql(url: str, segment: Segment, runs: int) -> dict[str, Any]:
     query = sa.text(sql).bindparams(**params)
 
     def count() -> int:
-        with db.read() as conn:
+        with db.read() as conn, conn.begin():
+            for_population(conn)
             return int(conn.execute(query).scalar_one())
 
     try:
         return timed(count, runs)
+    finally:
+        db.dispose()
+
+
+def save_segments(url: str) -> dict[str, Any]:
+    """The segments saved (no refresh: counting is what is measured) and the segment
+    indexes built for them, as the product's scheduler does."""
+    from shopkeeper.config import Settings
+    from shopkeeper.segments import indexes
+    from shopkeeper.segments.lang.parser import parse
+    from shopkeeper.segments.store import insert_segment
+    from shopkeeper.storage.db import Database
+
+    db = Database(url)
+    saved = {**NAMED, **{f"bench_{i}": s.condition for i, s in enumerate(SEGMENTS)}}
+    try:
+        with db.write() as conn:
+            for key, text in saved.items():
+                insert_segment(
+                    conn, key=key, name=key, description=None, node=parse(text),
+                    condition=text, realtime=False, refresh_minutes=1440, builtin=None,
+                    now_ms=NOW_MS,
+                )  # fmt: skip
+        began = time.perf_counter()
+        result = indexes.sync(db, Settings(database_url=url), NOW_MS)
+        return {"indexes": len(result.created), "index_s": round(time.perf_counter() - began, 1)}
     finally:
         db.dispose()
 
@@ -1135,6 +1166,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--populate", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--count-sql", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--save-segments", nargs=1, help=argparse.SUPPRESS)
     parser.add_argument("--count-duckdb", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.populate:
@@ -1142,6 +1174,9 @@ def main() -> None:
         print(
             json.dumps(populate(int(size), int(seed), sqlite_url or None, pg_url or None, duck_dir))
         )
+        return
+    if args.save_segments:
+        print(json.dumps(save_segments(args.save_segments[0])))
         return
     if args.count_sql:
         url, index, runs = args.count_sql
@@ -1194,6 +1229,10 @@ def main() -> None:
                 f"{json.dumps(populated)}",
                 flush=True,
             )
+            for database, url in targets.sql_urls.items():
+                saved = _child("--save-segments", url)
+                populated[f"{database}_segment_indexes"] = saved
+                print(f"size {size:,}: {database}: segments saved: {json.dumps(saved)}")
             for section, measure in SECTIONS.items():
                 began = time.perf_counter()
                 rows = measure(targets, args.runs)

@@ -39,7 +39,7 @@ from ingest import RESULTS, Databases, fill_events, shop_traffic
 from shopkeeper.bootstrap import make_processor
 from shopkeeper.clock import SystemClock
 from shopkeeper.config import Settings
-from shopkeeper.segments import service
+from shopkeeper.segments import indexes, service
 from shopkeeper.segments.builtins import BUILTINS
 from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database
@@ -66,7 +66,9 @@ def extra_conditions(count: int) -> list[tuple[str, str]]:
     return out
 
 
-def save_segments(url: str, count: int) -> int:
+def save_segments(url: str, count: int, indexed: bool = False) -> int:
+    """N real-time segments saved; `indexed`: and the segment indexes built for them as
+    the scheduler would (PostgreSQL), so that their cost to profile writes is counted."""
     db = Database(url)
     now = SystemClock().now_ms()
     saved = 0
@@ -80,6 +82,8 @@ def save_segments(url: str, count: int) -> int:
         for key, condition in extra_conditions(count - saved):
             service.create(db, now, actor="benchmark", key=key, name=key, condition=condition)
             saved += 1
+        if indexed:
+            indexes.sync(db, Settings(database_url=url), now)
     finally:
         db.dispose()
     return saved
@@ -110,13 +114,17 @@ def run(kind: str, pg_url: str, events: int, segments: int, rounds: int) -> dict
         fill_events(base, shop_traffic(events))
         baseline: list[float] = []
         measured: list[float] = []
+        indexed: list[float] = []
+        variants = [("plain", 0, baseline), ("segments", segments, measured)]
+        if kind == "postgresql":
+            variants.append(("indexed", segments, indexed))
         applied = changes = 0
         for n in range(rounds):
-            for label, count, into in (("plain", 0, baseline), ("segments", segments, measured)):
+            for label, count, into in variants:
                 name = f"rt_{label}_{n}"
                 url = dbs.copy("rt_events", name)
                 if count:
-                    save_segments(url, count)
+                    save_segments(url, count, indexed=label == "indexed")
                 seconds, applied, changed = drain(url)
                 into.append(seconds)
                 if count:
@@ -138,6 +146,17 @@ def run(kind: str, pg_url: str, events: int, segments: int, rounds: int) -> dict
         "ms_per_event": round((with_s - base_s) * 1000 / max(applied, 1), 4),
         "baseline_ms_per_event": round(base_s * 1000 / max(applied, 1), 4),
         "ratio": round(with_s / base_s, 3),
+        # PostgreSQL: the same segments with their indexes (segments/indexes.py) built.
+        **(
+            {
+                "with_indexes_seconds": round(statistics.median(indexed), 3),
+                "ms_per_event_with_indexes": round(
+                    (statistics.median(indexed) - base_s) * 1000 / max(applied, 1), 4
+                ),
+            }
+            if indexed
+            else {}
+        ),
     }
 
 

@@ -65,6 +65,10 @@ class Harness:
 @contextmanager
 def harness(db_url: str, clock: Clock | None = None, **settings: Any) -> Iterator[Harness]:
     clock = clock or FixedClock(NOW)
+    # Segment indexes analyze the tables they index: statistics left in the session's
+    # shared PostgreSQL database would change later tests' plans. They are tested on a
+    # database of their own (tests/integration/test_segment_indexes.py).
+    settings.setdefault("segment_indexes", False)
     config = Settings(database_url=db_url, **settings)
     db = Database(db_url)
     services = build_services(config, clock=clock, db=db, run_worker=False)

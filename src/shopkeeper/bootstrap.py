@@ -42,6 +42,7 @@ from shopkeeper.privacy import api as privacy_api
 from shopkeeper.profiles import api as profiles_api
 from shopkeeper.scheduler import Scheduler, Task
 from shopkeeper.segments import api as segments_api
+from shopkeeper.segments import indexes as segment_indexes
 from shopkeeper.segments.audiences import api as audiences_api
 from shopkeeper.segments.audiences import export_api as audience_export_api
 from shopkeeper.segments.membership import MembershipHook
@@ -124,6 +125,8 @@ def scheduled_tasks(
         # decides whether it is due); scheduled ones at their own interval.
         Task("segments.refresh", minute, refresh_due_segments),
         Task("segments.sizes", 10 * minute, record_sizes),
+        # Building an index over a large population may take minutes.
+        Task("segments.indexes", minute, segment_indexes.sync_task, lease_ms=120 * minute),
         Task("scores.rfm", settings.rfm_interval_minutes * minute, recompute_rfm_task),
         Task(
             "scores.lead_decay",

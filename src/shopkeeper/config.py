@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # behind a product filter, imports).
     segment_time_refresh_minutes: int = Field(default=5, ge=1, le=1440)
     segment_reconcile_minutes: int = Field(default=1440, ge=5)
+    # PostgreSQL: expression indexes for what the saved segments compare (segments/
+    # indexes.py), at most this many; each costs profile writes a little.
+    segment_indexes: bool = True
+    segment_indexes_max: int = Field(default=32, ge=0, le=500)
     # The scheduler (segment refreshes, RFM, lead score decay, audience syncs) looks for
     # due tasks this often; RFM and lead-score decay run at these intervals.
     scheduler_tick_seconds: float = Field(default=15.0, gt=0)

@@ -145,9 +145,9 @@ def test_the_products_tasks_run_through_the_scheduler(db_url: str) -> None:
         scheduler = make_scheduler(h.services.db, h.services.settings, clock)
         ran = scheduler.run_due()
         assert set(ran) == {
-            "segments.refresh", "segments.sizes", "scores.rfm", "scores.lead_decay",
-            "audiences.sync", "journeys.timers", "journeys.segments", "journeys.broadcasts",
-            "journeys.dates", "journeys.catalog",
+            "segments.refresh", "segments.sizes", "segments.indexes", "scores.rfm",
+            "scores.lead_decay", "audiences.sync", "journeys.timers", "journeys.segments",
+            "journeys.broadcasts", "journeys.dates", "journeys.catalog",
         }  # fmt: skip
         assert all(s.last_error is None for s in scheduler.status())
         with h.services.db.read() as conn:

@@ -114,6 +114,43 @@ def refresh_command(
         console.print("no segment was due")
 
 
+@segments_app.command("indexes")
+def indexes_command(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Build the missing indexes and drop unused ones now.")
+    ] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """The PostgreSQL indexes the saved segments' conditions use (the scheduler keeps them
+    in step every minute; --apply does it now)."""
+    from shopkeeper.clock import SystemClock
+    from shopkeeper.segments import indexes
+    from shopkeeper.segments.store import conditions
+
+    settings = load_settings(database_url)
+    db = open_db(settings, create_if_empty=False)
+    if db.is_sqlite:
+        console.print("SQLite: segments use no indexes of their own (PostgreSQL only)")
+        return
+    now = SystemClock().now_ms()
+    if apply:
+        result = indexes.sync(db, settings, now)
+        console.print(f"{len(result.created)} built, {len(result.dropped)} dropped")
+    with db.read() as conn:
+        saved = conditions(conn)
+        have = indexes.existing(conn)
+    limit = settings.segment_indexes_max if settings.segment_indexes else 0
+    table = Table("index", "expression", "state")
+    for index in indexes.wanted(saved, now, limit):
+        state = have.get(index.name)
+        label = "missing" if state is None else ("built" if state.valid else "invalid")
+        table.add_row(index.name, index.describe(), label)
+    wanted = {i.name for i in indexes.wanted(saved, now, limit)}
+    for name in sorted(set(have) - wanted):
+        table.add_row(name, "(no segment uses it)", "to drop")
+    console.print(table)
+
+
 @segments_app.command("preview")
 def preview_command(
     condition: Annotated[str, typer.Argument(help="A condition in the segment language.")],

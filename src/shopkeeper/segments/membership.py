@@ -137,6 +137,14 @@ def population(
     ).bindparams(**compiled.params)
 
 
+def for_population(conn: Connection) -> None:
+    """Settings for a query over the whole population, for this transaction. PostgreSQL
+    compiles a query whose estimated cost is high to machine code first (JIT): 0.1-0.4 s
+    spent before counting, up to a third of a count that indexes make fast."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SET LOCAL jit = off"))
+
+
 def refresh_segment(
     db: Database, key: str, now_ms: int, listeners: Sequence[Listener] = ()
 ) -> RefreshResult | None:
@@ -152,6 +160,7 @@ def refresh_segment(
         segment = get_segment(conn, key)
         assert segment is not None
         query = population(dialect_of(db), segment.node, conditions(conn), now_ms)
+        for_population(conn)
         new = {int(pid) for pid in conn.execute(query).scalars()}
         current = {
             int(pid)

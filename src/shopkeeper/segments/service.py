@@ -21,6 +21,7 @@ from shopkeeper.segments.lang.json_form import to_json
 from shopkeeper.segments.membership import (
     RefreshResult,
     dialect_of,
+    for_population,
     live_sizes,
     population,
     refresh_segment,
@@ -217,6 +218,7 @@ def preview(
     with db.snapshot() as conn:
         segments = store.conditions(conn)
         store.check_references(key, node, {k: v for k, v in segments.items() if k != key})
+        for_population(conn)
         query = (
             population(dialect_of(db), node, segments, now_ms)
             .columns(sa.column("id", sa.BigInteger))

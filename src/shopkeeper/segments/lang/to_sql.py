@@ -38,6 +38,8 @@ Kind = Literal["number", "text", "boolean", "array", "object"]
 class CompiledSql:
     sql: str
     params: dict[str, Any]
+    # The column expressions it compares, for indexes (PostgreSQL; empty on SQLite).
+    uses: frozenset[IndexUse] = frozenset()
 
 
 def compile_sql(
@@ -47,7 +49,8 @@ def compile_sql(
     segments: Mapping[str, ast.Condition] | None = None,
 ) -> CompiledSql:
     compiler = _Compiler(dialect, now_ms, segments or {})
-    return CompiledSql(compiler.condition(node, ()), compiler.params)
+    sql = compiler.condition(node, ())
+    return CompiledSql(sql, compiler.params, frozenset(compiler.uses))
 
 
 class _Value(Protocol):
@@ -65,6 +68,7 @@ class _Value(Protocol):
 class _Json:
     def __init__(self, dialect: Dialect, column: str, path: tuple[str, ...]) -> None:
         self.dialect = dialect
+        self.column, self.path = column, path
         if dialect == "sqlite":
             where = "$." + ".".join(path)
             self.typ = f"json_type({column}, '{where}')"
@@ -96,6 +100,11 @@ class _Json:
             return f"({self.raw} = 'true')"
         return self.raw
 
+    def typed(self, kind: Literal["number", "text"]) -> str:
+        """PostgreSQL: the value when it is of that kind, else NULL, as one expression
+        that an index can hold (see indexes.py)."""
+        return typed_json(self.column, self.path, kind)
+
     def is_present(self) -> str:
         return f"({self.typ} IS NOT NULL AND {self.typ} <> 'null')"
 
@@ -122,6 +131,82 @@ class _Json:
             "ELSE '[]'::jsonb END) j(v)",
             "jsonb_typeof(j.v)",
             "(j.v #>> '{}')",
+        )
+
+
+def json_node(column: str, path: tuple[str, ...]) -> str:
+    """PostgreSQL: the jsonb value at a path of a column (NULL when absent)."""
+    return f"({column} #> '{{{','.join(path)}}}')"
+
+
+def typed_json(column: str, path: tuple[str, ...], kind: Literal["number", "text"]) -> str:
+    """PostgreSQL: the value at a path when it is a number (as double precision) or a
+    string (as text), else NULL."""
+    node = json_node(column, path)
+    raw = f"({column} #>> '{{{','.join(path)}}}')"
+    if kind == "number":
+        number = f"CAST({raw} AS DOUBLE PRECISION)"
+        return f"(CASE WHEN jsonb_typeof({node}) = 'number' THEN {number} END)"
+    return f"(CASE WHEN jsonb_typeof({node}) = 'string' THEN {raw} END)"
+
+
+@dataclass(frozen=True)
+class IndexUse:
+    """An expression of a profile or event column that a condition compares, in the
+    form `typed_json` or `json_node` writes it: what an index can serve (indexes.py)."""
+
+    table: Literal["profiles", "events"]
+    column: str  # computed, traits, payload
+    path: tuple[str, ...]
+    form: Literal["node", "number", "text"]
+
+
+class _Consent:
+    """A consent: granted (true), refused (false), or no record (NULL); `consent.email`
+    alone (the common test) is, on PostgreSQL, a membership in the sets of granted
+    profiles rather than two lookups per profile, so that it runs in parallel."""
+
+    def __init__(self, compiler: _Compiler, channel: str, purpose: str) -> None:
+        self.dialect = compiler.dialect
+        lookup = (
+            "(SELECT c.granted FROM consents c WHERE c.profile_id = p.id AND "
+            "c.channel = {} AND c.purpose = {})"
+        )
+        self.channel, self.any_channel = compiler.param(channel), compiler.param("*")
+        self.purpose = compiler.param(purpose)
+        self.expr = (
+            f"COALESCE({lookup.format(self.channel, self.purpose)}, "
+            f"{lookup.format(self.any_channel, self.purpose)})"
+        )
+        self.column = _Column(self.dialect, self.expr, "boolean")
+
+    def is_kind(self, kind: Kind) -> str:
+        return self.column.is_kind(kind)
+
+    def value(self, kind: Kind) -> str:
+        return self.column.value(kind)
+
+    def is_present(self) -> str:
+        return self.column.is_present()
+
+    def is_empty(self) -> str:
+        return self.column.is_empty()
+
+    def granted(self) -> str:
+        if self.dialect == "sqlite":
+            return self.column.value("boolean")
+        # The channel's own record decides; without one, the record for every channel.
+        granted = (
+            "p.id IN (SELECT c.profile_id FROM consents c WHERE c.channel = {} AND "
+            f"c.purpose = {self.purpose} AND c.granted)"
+        )
+        recorded = (
+            f"p.id IN (SELECT c.profile_id FROM consents c WHERE c.channel = {self.channel} "
+            f"AND c.purpose = {self.purpose})"
+        )
+        return (
+            f"({granted.format(self.channel)} OR ({granted.format(self.any_channel)} AND "
+            f"NOT {recorded}))"
         )
 
 
@@ -181,6 +266,9 @@ class _Compiler:
         self.now_ms = now_ms
         self.segments = segments
         self.params: dict[str, Any] = {}
+        self.negated = 0  # how many `not`s the atom being written is under
+        self.table: Literal["profiles", "events"] = "profiles"
+        self.uses: set[IndexUse] = set()
 
     def param(self, value: Any) -> str:
         name = f"p{len(self.params)}"
@@ -194,7 +282,11 @@ class _Compiler:
             joiner = " AND " if isinstance(node, ast.And) else " OR "
             return "(" + joiner.join(self.condition(i, stack) for i in node.items) + ")"
         if isinstance(node, ast.Not):
-            return f"(NOT {self.condition(node.item, stack)})"
+            self.negated += 1
+            try:
+                return f"(NOT {self.condition(node.item, stack)})"
+            finally:
+                self.negated -= 1
         if isinstance(node, ast.InSegment):
             return self.condition(*inline_segment(node, self.segments, stack))
         if isinstance(node, ast.Did):
@@ -208,8 +300,16 @@ class _Compiler:
             joiner = " AND " if isinstance(node, ast.And) else " OR "
             return "(" + joiner.join(self.event_condition(i) for i in node.items) + ")"
         if isinstance(node, ast.Not):
-            return f"(NOT {self.event_condition(node.item)})"
-        return self.atom(node, self.event_value(_field(node)))
+            self.negated += 1
+            try:
+                return f"(NOT {self.event_condition(node.item)})"
+            finally:
+                self.negated -= 1
+        self.table = "events"
+        try:
+            return self.atom(node, self.event_value(_field(node)))
+        finally:
+            self.table = "profiles"
 
     # -- values --------------------------------------------------------------------------
 
@@ -230,16 +330,7 @@ class _Compiler:
             return _Column(self.dialect, expr, _SCORE_KINDS[column])
         if kind == "consent":
             channel, purpose = path
-            lookup = (
-                "(SELECT c.granted FROM consents c WHERE c.profile_id = p.id AND "
-                "c.channel = {} AND c.purpose = {})"
-            )
-            purpose_param = self.param(purpose)
-            expr = (
-                f"COALESCE({lookup.format(self.param(channel), purpose_param)}, "
-                f"{lookup.format(self.param('*'), purpose_param)})"
-            )
-            return _Column(self.dialect, expr, "boolean")
+            return _Consent(self, channel, purpose)
         if kind == "derived":
             cases = " ".join(
                 f"WHEN {self.condition(cond, ())} THEN {self.param(stage)}"
@@ -287,21 +378,40 @@ class _Compiler:
             return None
         return f"CAST({self.param(json.dumps(literal))} AS JSONB)"
 
+    def _use(self, value: _Json, form: Literal["node", "number", "text"]) -> None:
+        column = value.column.split(".", 1)[1]
+        self.uses.add(IndexUse(self.table, column, value.path, form))
+
     def _cmp(self, value: _Value, op: str, literal: ast.Value) -> str:
         if op == "=" and (text := self._jsonb_text(value, literal)) is not None:
             assert isinstance(value, _Json)
+            self._use(value, "node")
             return f"({value.node} = {text})"
         kind = _kind_of(literal)
         sql_op = "<>" if op == "!=" else op
-        left = value.value(kind)
-        if kind == "text" and self.dialect == "postgresql" and op not in ("=", "!="):
-            left = f'{left} COLLATE "C"'
         bound: Any = float(literal) if kind == "number" else literal
         right = ("TRUE" if literal else "FALSE") if kind == "boolean" else self.param(bound)
+        ordered = kind == "text" and op not in ("=", "!=")
+        if self.dialect == "postgresql" and isinstance(value, _Json) and op != "!=":
+            # NULL unless of that kind: one expression, which an index can hold.
+            if kind == "number":
+                self._use(value, "number")
+                return f"({value.typed('number')} {sql_op} {right})"
+            if ordered:
+                self._use(value, "text")
+                return f'({value.typed("text")} COLLATE "C" {sql_op} {right})'
+        left = value.value(kind)
+        if ordered and self.dialect == "postgresql":
+            left = f'{left} COLLATE "C"'
         return f"({value.is_kind(kind)} AND {left} {sql_op} {right})"
 
     def atom(self, node: ast.Condition, value: _Value) -> str:
-        return f"COALESCE({self._atom(node, value)}, FALSE)"
+        """An atom is never NULL under `not`, so that `not` is two-valued; elsewhere NULL
+        and FALSE keep a row out alike, and the bare comparison is what an index on its
+        expression can serve."""
+        if self.negated:
+            return f"COALESCE({self._atom(node, value)}, FALSE)"
+        return self._atom(node, value)
 
     def _atom(self, node: ast.Condition, value: _Value) -> str:
         if isinstance(node, ast.Compare):
@@ -310,6 +420,7 @@ class _Compiler:
             texts = [self._jsonb_text(value, v) for v in node.values]
             if texts and all(t is not None for t in texts):
                 assert isinstance(value, _Json)
+                self._use(value, "node")
                 return f"({value.node} IN ({', '.join(t for t in texts if t)}))"
             return "(" + " OR ".join(self._cmp(value, "=", v) for v in node.values) + ")"
         if isinstance(node, ast.Text):
@@ -317,17 +428,23 @@ class _Compiler:
         if isinstance(node, ast.Presence):
             return value.is_present() if node.test == "set" else value.is_empty()
         if isinstance(node, ast.Truthy):
+            if isinstance(value, _Consent):
+                return value.granted()
             if isinstance(value, _Column):  # IS TRUE: false for NULL, one lookup
                 return value.value("boolean")
             if self.dialect == "postgresql" and isinstance(value, _Json):
+                self._use(value, "node")
                 return f"({value.node} = 'true'::jsonb)"
             return f"({value.is_kind('boolean')} AND {value.value('boolean')})"
         if isinstance(node, ast.TimeWindow):
             bound = self.param(ms_to_iso(self.now_ms - node.duration.ms))
+            op = ">=" if node.within else "<"
+            if self.dialect == "postgresql" and isinstance(value, _Json):
+                self._use(value, "text")
+                return f'({value.typed("text")} COLLATE "C" {op} {bound})'
             text = value.value("text")
             if self.dialect == "postgresql":
                 text = f'{text} COLLATE "C"'
-            op = ">=" if node.within else "<"
             return f"({value.is_kind('text')} AND {text} {op} {bound})"
         if isinstance(node, ast.Anniversary):
             text = value.value("text")
