@@ -374,3 +374,127 @@ def test_the_statements_of_a_batch_do_not_grow_with_its_messages(db_url: str) ->
         small, large = counts
         # One message at a time, 20 more messages would take hundreds more statements.
         assert large <= small + 10, (small, large)
+
+
+# -- sending beside the worker (drain claims the next batch while one is being sent) ----
+
+
+def test_a_cap_counts_what_the_batch_before_sent_while_it_is_still_being_sent(
+    db_url: str,
+) -> None:
+    with harness(db_url, message_batch_size=1, **{**NO_RULES, "cap_all_day": 1}) as h:
+        save_template(h, "hello", {"subject": "Hello", "text": "Hi"})
+        kari, ola = person(h, "kari"), person(h, "ola")
+        # One message per batch: each batch is claimed while the one before is sent.
+        ids = [queue(h, "n:1", kari), queue(h, "n:2", ola), queue(h, "n:3", kari),
+               queue(h, "n:4", ola)]  # fmt: skip
+        deliverer = h.services.deliverer
+        assert deliverer is not None
+        assert deliverer.drain(NOW) == 4
+        assert fates(h, ids) == [
+            ("sent", None),
+            ("sent", None),
+            ("skipped", "frequency cap: 1 messages today (limit 1)"),
+            ("skipped", "frequency cap: 1 messages today (limit 1)"),
+        ]
+
+
+def test_a_hard_bounce_suppresses_the_address_for_the_next_batches(db_url: str) -> None:
+    with (
+        smtp_server() as smtp,
+        harness(
+            db_url,
+            channel_email="smtp",
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            message_batch_size=1,
+            **NO_RULES,
+        ) as h,
+    ):
+        smtp.recorder.rcpt_replies["kari@example.com"] = "550 5.1.1 No such user"
+        save_template(h, "hello", {"subject": "Hello", "text": "Hi"})
+        kari, ola = person(h, "kari"), person(h, "ola")
+        # Another person at the same address: the suppression is the address's.
+        h.send("identify", {"userId": "kari2", "traits": {"email": "kari@example.com",
+                                                          "consent": {"email": True}}})  # fmt: skip
+        h.drain()
+        kari2 = int(h.profile("user_id:kari2")["profile_id"])
+        ids = [queue(h, "h:1", kari), queue(h, "h:2", kari2), queue(h, "h:3", ola)]
+        deliverer = h.services.deliverer
+        assert deliverer is not None
+        assert deliverer.drain(NOW) == 3
+        (first, reason), second, third = fates(h, ids)
+        assert first == "failed"
+        assert second == ("skipped", f"suppressed: {reason}")
+        assert third == ("sent", None)
+        assert [m.rcpt_tos for m in smtp.recorder.received] == [["ola@example.com"]]
+
+
+@contextmanager
+def refused_events(db: Database) -> Iterator[None]:
+    """A trigger that refuses every message event: no outcome can be written."""
+    if db.is_sqlite:
+        create = [
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON message_events "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        ]
+        drop = ["DROP TRIGGER IF EXISTS refuse_events"]
+    else:
+        create = [
+            "CREATE FUNCTION refuse_events() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON message_events "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_events()",
+        ]
+        drop = [
+            "DROP TRIGGER IF EXISTS refuse_events ON message_events",
+            "DROP FUNCTION IF EXISTS refuse_events()",
+        ]
+    with db.write() as conn:
+        for statement in create:
+            conn.exec_driver_sql(statement)
+    try:
+        yield
+    finally:
+        with db.write() as conn:
+            for statement in drop:
+                conn.exec_driver_sql(statement)
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_outcomes_that_cannot_be_written_stop_delivery_and_mark_nothing_sent(
+    db_url: str, batch_size: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        smtp_server() as smtp,
+        harness(
+            db_url,
+            channel_email="smtp",
+            smtp_host=smtp.host,
+            smtp_port=smtp.port,
+            message_batch_size=batch_size,
+            **NO_RULES,
+        ) as h,
+    ):
+        save_template(h, "hello", {"subject": "Hello", "text": "Hi"})
+        people = [person(h, name) for name in ("ana", "ben", "cy")]
+        ids = [queue(h, f"w:{n}", pid) for n, pid in enumerate(people)]
+        deliverer = h.services.deliverer
+        assert deliverer is not None
+        with (
+            refused_events(h.services.db),
+            caplog.at_level(logging.ERROR),
+            pytest.raises(Exception, match="refused by the test"),
+        ):
+            deliverer.drain(NOW)
+        # What the sink took is not recorded as sent: the messages stay leased, and once
+        # the lease runs out they are retried with the same key (the same Message-ID).
+        assert [status for status, _reason in fates(h, ids)] == ["sending"] * len(ids)
+        assert 1 <= len(smtp.recorder.received) <= len(ids)
+        first = {m.message["Message-ID"] for m in smtp.recorder.received}
+        later = NOW + 10 * 60 * 1000
+        assert deliverer.drain(later) == len(ids)
+        assert [status for status, _reason in fates(h, ids)] == ["sent"] * len(ids)
+        again = [m.message["Message-ID"] for m in smtp.recorder.received]
+        assert first <= set(again)
+        assert len(set(again)) == len(ids)

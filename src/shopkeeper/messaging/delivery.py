@@ -20,9 +20,11 @@ a dead address (hard bounce, unknown push subscription) is suppressed on its cha
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,10 @@ log = logging.getLogger(__name__)
 # the messages of the group not written yet (with the same idempotency key).
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.5
+# drain() claims the next batch while the last one is still being sent, once at most
+# this share of a batch waits to be sent (so a message waits for little more than one
+# batch's sends between its claim and its send, well within its lease).
+PREFETCH_SHARE = 0.5
 
 # Timeline events written for what happens to messages (the pipeline applies them).
 EVENT_NAMES = {
@@ -161,47 +167,68 @@ class Deliverer:
         self.metrics = metrics
 
     def run_once(self, now_ms: int | None = None) -> int:
-        """Deliver one batch of due messages; returns how many were handled."""
+        """Deliver one batch of due messages; returns how many were handled (their
+        outcomes written)."""
+        with self._sending() as sender:
+            return self._claim_and_deliver(sender, now_ms)
+
+    def drain(self, now_ms: int | None = None) -> int:
+        """Deliver batch after batch until none is due; returns how many were handled.
+        The next batch is claimed, checked and rendered while the last one is still
+        being sent (at most PREFETCH_SHARE of a batch waits to be sent when it is
+        claimed)."""
+        total = 0
+        ahead = max(1, int(self.settings.message_batch_size * PREFETCH_SHARE))
+        with self._sending() as sender:
+            while True:
+                sender.wait_backlog(ahead)
+                done = self._claim_and_deliver(sender, now_ms)
+                if done == 0:
+                    # What is still being sent may make messages due again (retries):
+                    # look once more after it is written, as one batch after another did.
+                    sender.wait_written()
+                    done = self._claim_and_deliver(sender, now_ms)
+                    if done == 0:
+                        return total
+                total += done
+
+    def deliver(self, message: Message, now: int) -> None:
+        """Deliver one claimed message (a batch of one)."""
+        with self._sending() as sender:
+            self._deliver_batch(sender, [message], now)
+
+    # -- a batch ------------------------------------------------------------------------
+
+    @contextmanager
+    def _sending(self) -> Iterator[_Sender]:
+        """A sender thread for as long as inside; on the way out (an error too) what was
+        handed to it is sent and its outcomes written before returning."""
+        sender = _Sender(self)
+        try:
+            yield sender
+        except BaseException:
+            sender.close(raise_error=False)
+            raise
+        sender.close()
+
+    def _claim_and_deliver(self, sender: _Sender, now_ms: int | None) -> int:
         now = self.clock.now_ms() if now_ms is None else now_ms
         lease_ms = self.settings.message_lease_seconds * 1000
         claimed = messages.claim_due(self.db, now, self.settings.message_batch_size, lease_ms)
         if claimed:
-            self._deliver_batch(claimed, now)
+            self._deliver_batch(sender, claimed, now)
         return len(claimed)
 
-    def drain(self, now_ms: int | None = None) -> int:
-        total = 0
-        while True:
-            done = self.run_once(now_ms)
-            total += done
-            if done == 0:
-                return total
-
-    def deliver(self, message: Message, now: int) -> None:
-        """Deliver one claimed message (a batch of one)."""
-        self._deliver_batch([message], now)
-
-    # -- a batch ------------------------------------------------------------------------
-
-    def _deliver_batch(self, claimed: Sequence[Message], now: int) -> None:
-        """Check, render and send each message in order; write the outcomes in groups."""
-        pending: list[Outcome] = []
-        flushed = time.monotonic()
+    def _deliver_batch(self, sender: _Sender, claimed: Sequence[Message], now: int) -> None:
+        """Check and render each message in order and hand it to the sender, which sends
+        it and writes the outcomes in groups (the last at the end of the batch)."""
         try:
             with self.db.read() as conn:
-                batch = _Batch(self, conn, claimed, now)
+                batch = _Batch(self, conn, claimed, now, sender)
                 for message in claimed:
-                    outcome = batch.deliver(message)
-                    pending.append(outcome)
-                    if len(pending) >= FLUSH_EVERY or time.monotonic() - flushed >= FLUSH_SECONDS:
-                        conn.rollback()  # no read transaction open while writing
-                        group, pending = pending, []
-                        self._write(group, now)
-                        flushed = time.monotonic()
+                    sender.put(batch.deliver(message))
         finally:
-            # Whatever stopped the batch, what was sent is recorded.
-            group, pending = pending, []
-            self._write(group, now)
+            sender.end_batch()
 
     def decide(self, message: Message, now: int) -> Decision:
         """What to do with one claimed message, read on its own."""
@@ -377,6 +404,41 @@ class Deliverer:
             values["sent_at"] = now
         return Outcome(message, status, values, reason, suppress)
 
+    def _failed(
+        self,
+        message: Message,
+        exc: ProviderError,
+        recipient: str,
+        content: Mapping[str, Any],
+        locale: str | None,
+        now: int,
+    ) -> Outcome:
+        """The outcome of a provider's refusal: a retry later while attempts are left
+        and trying again can help, else a failure; a dead address to suppress."""
+        dead = (message.channel, recipient, exc.reason) if exc.dead_address else None
+        if exc.retryable and message.attempts < self.settings.message_max_attempts:
+            delay = self.settings.message_retry_seconds * 1000 * 2 ** (message.attempts - 1)
+            return self._outcome(
+                message,
+                now,
+                status=messages.QUEUED,
+                reason=f"retrying: {exc.reason}",
+                send_at=now + delay,
+                content=content,
+                locale=locale,
+                suppress=dead,
+            )
+        return self._outcome(
+            message,
+            now,
+            status=messages.FAILED,
+            reason=exc.reason,
+            content=content,
+            locale=locale,
+            recipient=recipient,
+            suppress=dead,
+        )
+
     def _write(self, outcomes: Sequence[Outcome], now: int) -> None:
         """Write outcomes in one transaction; when that fails, one by one (so that one
         bad outcome does not lose the others)."""
@@ -456,17 +518,38 @@ class Deliverer:
                 self.metrics.messages.labels(outcome.message.channel, outcome.status).inc()
 
 
+@dataclass(eq=False)
+class _Job:
+    """One message handed to the sender: to send (`outgoing`), or only to record (its
+    `outcome` decided already). `keys`: what later checks depend on (the person, the
+    address). `batch`: the batch it belongs to."""
+
+    message: Message
+    now: int
+    batch: _Batch
+    keys: tuple[Hashable, ...]
+    outcome: Outcome | None = None
+    outgoing: Outgoing | None = None
+    locale: str | None = None
+
+
 class _Batch:
     """One claimed batch being delivered: its facts (read when first needed), what it
     sent so far, and the renderer its messages share."""
 
     def __init__(
-        self, deliverer: Deliverer, conn: Connection, claimed: Sequence[Message], now: int
+        self,
+        deliverer: Deliverer,
+        conn: Connection,
+        claimed: Sequence[Message],
+        now: int,
+        sender: _Sender,
     ) -> None:
         self.d = deliverer
         self.conn = conn
         self.claimed = claimed
         self.now = now
+        self.sender = sender
         self.tally = Tally()
         # Addresses found dead while sending this batch (not written yet, perhaps).
         self.dead: dict[tuple[str, str], str] = {}
@@ -482,48 +565,94 @@ class _Batch:
         message's own (so that one person's broken data fails only their message)."""
         if self._facts is None and not self._each:
             try:
-                self._facts = self.d._facts(self.conn, self.claimed, self.now, self.exclude)
+                self._facts = self._read(self.claimed)
             except Exception:
                 log.exception("the checks' facts could not be read for the batch")
                 self.conn.rollback()
                 self._each = True
         if self._facts is None:
-            own = self.d._facts(self.conn, [message], self.now, self.exclude)
+            own = self._read([message])
             self._remember_dead(own)
             return own
         self._remember_dead(self._facts)
         return self._facts
 
+    def _read(self, wanted: Sequence[Message]) -> Facts:
+        """The facts of these messages, as they are once every message handed to the
+        sender earlier about the same people or addresses is written: when some are not
+        yet (a person with two messages in two batches), wait for them and read again."""
+        before = self.sender.unwritten()  # taken before reading: written since is covered
+        facts = self.d._facts(self.conn, wanted, self.now, self.exclude)
+        if before and any(key in before for m in wanted for key in _keys(m, facts)):
+            self.conn.rollback()
+            self.sender.wait_written()
+            facts = self.d._facts(self.conn, wanted, self.now, self.exclude)
+        return facts
+
     def _remember_dead(self, facts: Facts) -> None:
         for pair, reason in self.dead.items():
             facts.suppressed.setdefault(pair, reason)
 
-    def deliver(self, message: Message) -> Outcome:
-        """Check, render and send one message; its outcome (an error fails it)."""
-        try:
-            outcome = self._deliver(message)
-        except Exception as exc:  # one broken message must not stop the others
-            log.exception("message %s could not be delivered", message.id)
-            self.conn.rollback()
-            return self.d._outcome(
-                message, self.now, status=messages.FAILED, reason=f"internal error: {exc}"
-            )
+    def _catch_up(self) -> None:
+        """What the sender did with this batch's messages so far, into the tally (sends)
+        and the dead addresses."""
+        for job, outcome in self.sender.take_resolved():
+            if job.batch is self:
+                self.noted(outcome)
+
+    def noted(self, outcome: Outcome) -> None:
         if "sent_at" in outcome.values:
-            self.tally.add(message)
+            self.tally.add(outcome.message)
         if outcome.suppress is not None:
             channel, recipient, reason = outcome.suppress
             # Later messages of the batch see it, as they would once it is written.
             self.dead.setdefault((channel, recipient[:2000]), reason[:200])
-        return outcome
 
-    def _deliver(self, message: Message) -> Outcome:
+    def deliver(self, message: Message) -> _Job:
+        """Check and render one message: the job for the sender (an error fails it)."""
+        keys: tuple[Hashable, ...] = (message.profile_id,)
+        try:
+            facts = self.facts(message)
+            keys = _keys(message, facts)
+            if self.sender.in_flight(keys):
+                # Its checks depend on how an earlier message of the batch fares (a
+                # send counts towards the caps, a hard bounce suppresses the address).
+                self.conn.rollback()  # no read transaction open while waiting
+                self.sender.wait_resolved(keys)
+            self._catch_up()
+            self._remember_dead(facts)
+            job = self._deliver(message, facts, keys)
+        except Exception as exc:  # one broken message must not stop the others
+            if self.sender.failed:
+                raise  # the sender stopped: nothing more can be sent nor recorded
+            log.exception("message %s could not be delivered", message.id)
+            self.conn.rollback()
+            failed = self.d._outcome(
+                message, self.now, status=messages.FAILED, reason=f"internal error: {exc}"
+            )
+            job = _Job(message, self.now, self, keys, outcome=failed)
+        if job.outcome is not None:
+            self.noted(job.outcome)
+        return job
+
+    def _deliver(self, message: Message, facts: Facts, keys: tuple[Hashable, ...]) -> _Job:
         d, now = self.d, self.now
-        decision = d._decide(message, now, self.facts(message), self.tally)
+
+        def done(outcome: Outcome) -> _Job:
+            return _Job(message, now, self, keys, outcome=outcome)
+
+        decision = d._decide(message, now, facts, self.tally)
         if decision.action == "skip":
-            return d._outcome(message, now, status=messages.SKIPPED, reason=decision.reason)
+            return done(d._outcome(message, now, status=messages.SKIPPED, reason=decision.reason))
         if decision.action == "defer":
-            return d._outcome(
-                message, now, status=messages.QUEUED, reason=decision.reason, send_at=decision.until
+            return done(
+                d._outcome(
+                    message,
+                    now,
+                    status=messages.QUEUED,
+                    reason=decision.reason,
+                    send_at=decision.until,
+                )
             )
         content = message.content
         locale = message.locale
@@ -532,26 +661,32 @@ class _Batch:
             try:
                 content, locale = self.renderer.render(message, unsubscribe_url)
             except (templates.RenderError, LookupError, ValueError) as exc:
-                return d._outcome(
-                    message, now, status=messages.SKIPPED, reason=f"could not render: {exc}"
+                return done(
+                    d._outcome(
+                        message, now, status=messages.SKIPPED, reason=f"could not render: {exc}"
+                    )
                 )
-        # No read transaction stays open while a provider is waited for.
-        self.conn.rollback()
         if message.channel in (IN_APP, ONSITE):
             # Shown when the person next opens the app or the site: it is in their inbox.
-            return d._outcome(
-                message,
-                now,
-                status=messages.DELIVERED,
-                content=content,
-                locale=locale,
-                recipient=decision.recipient,
-                sent=True,
+            return done(
+                d._outcome(
+                    message,
+                    now,
+                    status=messages.DELIVERED,
+                    content=content,
+                    locale=locale,
+                    recipient=decision.recipient,
+                    sent=True,
+                )
             )
-        channel = d.channels.get(message.channel)
-        if channel is None:
-            return d._outcome(
-                message, now, status=messages.FAILED, reason=f"no {message.channel} channel set up"
+        if message.channel not in d.channels:
+            return done(
+                d._outcome(
+                    message,
+                    now,
+                    status=messages.FAILED,
+                    reason=f"no {message.channel} channel set up",
+                )
             )
         outgoing = Outgoing(
             message_id=message.id,
@@ -562,53 +697,207 @@ class _Batch:
             keys=decision.keys or {},
             unsubscribe_url=unsubscribe_url,
         )
+        return _Job(message, now, self, keys, outgoing=outgoing, locale=locale)
+
+
+def _forget(counts: Counter[Hashable], keys: Iterable[Hashable]) -> None:
+    for key in keys:
+        counts[key] -= 1
+        if counts[key] <= 0:
+            del counts[key]
+
+
+def _keys(message: Message, facts: Facts) -> tuple[Hashable, ...]:
+    """What the checks of `message` depend on that sending other messages can change:
+    its person (caps count what they were sent) and its address (a hard bounce
+    suppresses it)."""
+    found = facts.addresses.get(message.id)
+    if found is None:
+        return (message.profile_id,)
+    return (message.profile_id, (message.channel, found[0][:2000]))
+
+
+class _Sender:
+    """Sends and records beside the worker, so that waiting for the provider overlaps
+    the checking and rendering of the next messages (and the worker's waiting for the
+    database). The worker checks and renders messages in order and hands them over
+    (`put`); this thread sends them in the same order, one at a time, and writes their
+    outcomes in groups: at least every FLUSH_EVERY messages and FLUSH_SECONDS, and at
+    the end of each batch.
+
+    A message is recorded as sent only once its channel took it (its outcome is made
+    from the channel's answer), with its idempotency key unchanged; a crash leaves
+    what was not written yet `sending` until its lease runs out, as before. What a later
+    message's checks depend on is waited for: the worker asks `wait_resolved` for the
+    person and address of a message before deciding it (a send counts towards their
+    caps, a hard bounce suppresses the address), and `wait_written` before it reads the
+    facts of people or addresses still in flight from an earlier batch."""
+
+    def __init__(self, deliverer: Deliverer) -> None:
+        self.d = deliverer
+        self._cond = threading.Condition()
+        self._jobs: deque[_Job | None] = deque()  # None: the end of a batch
+        self._backlog = 0  # jobs handed over and not sent yet
+        self._unresolved: Counter[Hashable] = Counter()
+        self._unwritten: Counter[Hashable] = Counter()
+        self._resolved: list[tuple[_Job, Outcome]] = []
+        self._flush = False  # the worker waits for everything to be written
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="delivery-sender", daemon=True)
+        self._thread.start()
+
+    # -- the worker's side --------------------------------------------------------------
+
+    def put(self, job: _Job) -> None:
+        with self._cond:
+            self._check()
+            self._jobs.append(job)
+            self._backlog += 1
+            if job.outcome is None:
+                self._unresolved.update(job.keys)
+            self._unwritten.update(job.keys)
+            self._cond.notify_all()
+
+    def end_batch(self) -> None:
+        with self._cond:
+            self._jobs.append(None)
+            self._cond.notify_all()
+
+    def in_flight(self, keys: Iterable[Hashable]) -> bool:
+        with self._cond:
+            return any(self._unresolved[key] for key in keys)
+
+    def unwritten(self) -> frozenset[Hashable]:
+        with self._cond:
+            return frozenset(self._unwritten)
+
+    def take_resolved(self) -> list[tuple[_Job, Outcome]]:
+        with self._cond:
+            found, self._resolved = self._resolved, []
+        return found
+
+    def wait_resolved(self, keys: Iterable[Hashable]) -> None:
+        wanted = tuple(keys)
+        with self._cond:
+            while self._check() and any(self._unresolved[key] for key in wanted):
+                self._cond.wait()
+
+    def wait_backlog(self, limit: int) -> None:
+        """Until at most `limit` handed-over messages wait to be sent."""
+        with self._cond:
+            while self._check() and self._backlog > limit:
+                self._cond.wait()
+
+    def wait_written(self) -> None:
+        """Until everything handed over is sent and its outcome written."""
+        with self._cond:
+            self._flush = True
+            self._cond.notify_all()
+            while self._check() and self._unwritten:
+                self._cond.wait()
+            self._flush = False
+
+    def close(self, *, raise_error: bool = True) -> None:
+        """Send and record what was handed over, and stop; raises what stopped the
+        sender, if anything did."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        if raise_error:
+            with self._cond:
+                self._check()
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def _check(self) -> bool:
+        if self._error is not None:
+            raise self._error
+        return True
+
+    # -- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
         try:
-            delivered = channel.send(outgoing)
+            self._loop()
+        except BaseException as exc:  # handed to the worker, which raises it
+            log.exception("the delivery sender stopped")
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def _loop(self) -> None:
+        pending: list[tuple[_Job, Outcome]] = []
+        flushed = time.monotonic()
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closing and not (pending and self._flush):
+                    if not pending:
+                        self._cond.wait()
+                        continue
+                    left = FLUSH_SECONDS - (time.monotonic() - flushed)
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                job = self._jobs.popleft() if self._jobs else None
+                stop = job is None and self._closing and not self._jobs
+            if job is None:  # a batch's end, a flush asked for or due, or the end
+                self._write(pending)
+                pending = []
+                flushed = time.monotonic()
+                if stop:
+                    return
+                continue
+            outcome = job.outcome if job.outcome is not None else self._send(job)
+            with self._cond:
+                self._backlog -= 1
+                if job.outcome is None:
+                    _forget(self._unresolved, job.keys)
+                    self._resolved.append((job, outcome))
+                self._cond.notify_all()
+            pending.append((job, outcome))
+            if len(pending) >= FLUSH_EVERY or time.monotonic() - flushed >= FLUSH_SECONDS:
+                self._write(pending)
+                pending = []
+                flushed = time.monotonic()
+
+    def _send(self, job: _Job) -> Outcome:
+        d, message, now, outgoing = self.d, job.message, job.now, job.outgoing
+        assert outgoing is not None
+        try:
+            delivered = d.channels[message.channel].send(outgoing)
         except ProviderError as exc:
-            return self._failed(message, exc, decision.recipient, content, locale)
+            return d._failed(message, exc, outgoing.recipient, outgoing.content, job.locale, now)
+        except Exception as exc:  # one broken message must not stop the others
+            log.exception("message %s could not be delivered", message.id)
+            return d._outcome(message, now, status=messages.FAILED, reason=f"internal error: {exc}")
         return d._outcome(
             message,
             now,
             status=messages.SENT,
-            content=content,
-            locale=locale,
-            recipient=decision.recipient,
+            content=outgoing.content,
+            locale=job.locale,
+            recipient=outgoing.recipient,
             provider_id=delivered.provider_id,
             sent=True,
         )
 
-    def _failed(
-        self,
-        message: Message,
-        exc: ProviderError,
-        recipient: str,
-        content: Mapping[str, Any],
-        locale: str | None,
-    ) -> Outcome:
-        d, now = self.d, self.now
-        dead = (message.channel, recipient, exc.reason) if exc.dead_address else None
-        if exc.retryable and message.attempts < d.settings.message_max_attempts:
-            delay = d.settings.message_retry_seconds * 1000 * 2 ** (message.attempts - 1)
-            return d._outcome(
-                message,
-                now,
-                status=messages.QUEUED,
-                reason=f"retrying: {exc.reason}",
-                send_at=now + delay,
-                content=content,
-                locale=locale,
-                suppress=dead,
-            )
-        return d._outcome(
-            message,
-            now,
-            status=messages.FAILED,
-            reason=exc.reason,
-            content=content,
-            locale=locale,
-            recipient=recipient,
-            suppress=dead,
-        )
+    def _write(self, pending: Sequence[tuple[_Job, Outcome]]) -> None:
+        start = 0
+        while start < len(pending):  # a group per batch moment (one, but for safety)
+            now = pending[start][0].now
+            end = start
+            while end < len(pending) and pending[end][0].now == now:
+                end += 1
+            self.d._write([outcome for _job, outcome in pending[start:end]], now)
+            with self._cond:
+                for job, _outcome in pending[start:end]:
+                    _forget(self._unwritten, job.keys)
+                self._cond.notify_all()
+            start = end
 
 
 class _Renderer:
