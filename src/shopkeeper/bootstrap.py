@@ -126,7 +126,7 @@ def scheduled_tasks(
         Task("segments.refresh", minute, refresh_due_segments),
         Task("segments.sizes", 10 * minute, record_sizes),
         # Building an index over a large population may take minutes.
-        Task("segments.indexes", minute, segment_indexes.sync_task, lease_ms=120 * minute),
+        Task("segments.indexes", minute, segment_indexes.sync, lease_ms=120 * minute),
         Task("scores.rfm", settings.rfm_interval_minutes * minute, recompute_rfm_task),
         Task(
             "scores.lead_decay",

@@ -156,10 +156,6 @@ def sync(db: Database, settings: Settings, now_ms: int) -> SyncResult:
             conn.execute(sa.text("ANALYZE profiles"))
             if any(i.use.table == "events" for i in build):
                 conn.execute(sa.text("ANALYZE events"))
-    kept = sorted(n for n in have if n in {i.name for i in want} and n not in set(drop))
-    return SyncResult(created, [n for n in drop], kept)
-
-
-def sync_task(db: Database, settings: Settings, now_ms: int) -> SyncResult:
-    """The scheduler's task: keep the indexes in step with the saved segments."""
-    return sync(db, settings, now_ms)
+    wanted_names = {index.name for index in want}
+    kept = sorted(n for n in have if n in wanted_names and n not in drop)
+    return SyncResult(created, drop, kept)
