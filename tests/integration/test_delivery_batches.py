@@ -266,21 +266,23 @@ def test_a_batch_renders_what_one_message_alone_would(db_url: str) -> None:
 
 
 @contextmanager
-def refused_event(db: Database, message_id: int) -> Iterator[None]:
-    """A trigger that refuses the message's "sent" event: a real failed write."""
+def refused_event(db: Database, message_id: int | None = None) -> Iterator[None]:
+    """A trigger that refuses the message's "sent" event (a real failed write); with no
+    message, every message event, so that no outcome can be written."""
+    only = f"NEW.message_id = {int(message_id)} AND NEW.kind = 'sent'" if message_id else ""
     if db.is_sqlite:
         create = [
-            f"CREATE TRIGGER refuse_event BEFORE INSERT ON message_events "
-            f"WHEN NEW.message_id = {int(message_id)} AND NEW.kind = 'sent' "
-            f"BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            "CREATE TRIGGER refuse_event BEFORE INSERT ON message_events "
+            f"{f'WHEN {only} ' if only else ''}"
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
         ]
         drop = ["DROP TRIGGER IF EXISTS refuse_event"]
     else:
+        refuse = "RAISE EXCEPTION 'refused by the test';"
+        body = f"IF {only} THEN {refuse} END IF;" if only else refuse
         create = [
-            "CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN "
-            f"IF NEW.message_id = {int(message_id)} AND NEW.kind = 'sent' THEN "
-            "RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ "
-            "LANGUAGE plpgsql",
+            f"CREATE FUNCTION refuse_event() RETURNS trigger AS $$ BEGIN {body} "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER refuse_event BEFORE INSERT ON message_events "
             "FOR EACH ROW EXECUTE FUNCTION refuse_event()",
         ]
@@ -430,37 +432,6 @@ def test_a_hard_bounce_suppresses_the_address_for_the_next_batches(db_url: str) 
         assert [m.rcpt_tos for m in smtp.recorder.received] == [["ola@example.com"]]
 
 
-@contextmanager
-def refused_events(db: Database) -> Iterator[None]:
-    """A trigger that refuses every message event: no outcome can be written."""
-    if db.is_sqlite:
-        create = [
-            "CREATE TRIGGER refuse_events BEFORE INSERT ON message_events "
-            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-        ]
-        drop = ["DROP TRIGGER IF EXISTS refuse_events"]
-    else:
-        create = [
-            "CREATE FUNCTION refuse_events() RETURNS trigger AS $$ BEGIN "
-            "RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER refuse_events BEFORE INSERT ON message_events "
-            "FOR EACH ROW EXECUTE FUNCTION refuse_events()",
-        ]
-        drop = [
-            "DROP TRIGGER IF EXISTS refuse_events ON message_events",
-            "DROP FUNCTION IF EXISTS refuse_events()",
-        ]
-    with db.write() as conn:
-        for statement in create:
-            conn.exec_driver_sql(statement)
-    try:
-        yield
-    finally:
-        with db.write() as conn:
-            for statement in drop:
-                conn.exec_driver_sql(statement)
-
-
 @pytest.mark.parametrize("batch_size", [1, 100])
 def test_outcomes_that_cannot_be_written_stop_delivery_and_mark_nothing_sent(
     db_url: str, batch_size: int, caplog: pytest.LogCaptureFixture
@@ -482,14 +453,18 @@ def test_outcomes_that_cannot_be_written_stop_delivery_and_mark_nothing_sent(
         deliverer = h.services.deliverer
         assert deliverer is not None
         with (
-            refused_events(h.services.db),
+            refused_event(h.services.db),
             caplog.at_level(logging.ERROR),
             pytest.raises(Exception, match="refused by the test"),
         ):
             deliverer.drain(NOW)
-        # What the sink took is not recorded as sent: the messages stay leased, and once
-        # the lease runs out they are retried with the same key (the same Message-ID).
-        assert [status for status, _reason in fates(h, ids)] == ["sending"] * len(ids)
+        # What the sink took is not recorded as sent: the messages stay leased (or, with
+        # one message per batch, the last may not have been claimed before the error
+        # stopped delivery), and once the lease runs out they are retried with the same
+        # key (the same Message-ID).
+        statuses = [status for status, _reason in fates(h, ids)]
+        assert set(statuses) <= {"sending", "queued"}
+        assert statuses.count("sending") >= len(smtp.recorder.received)
         assert 1 <= len(smtp.recorder.received) <= len(ids)
         first = {m.message["Message-ID"] for m in smtp.recorder.received}
         later = NOW + 10 * 60 * 1000
