@@ -125,8 +125,10 @@ def test_indexes_follow_the_saved_segments_and_the_planner_uses_them(pg: Databas
     result = indexes.sync(pg, settings, NOW)
     with pg.read() as conn:
         want = {i.name: i for i in indexes.wanted(conditions(conn), NOW, 32)}
-    # country, loyalty_tier, total_revenue, last_order_at, the events' category.
-    assert len(want) == 5
+    # country, loyalty_tier, total_revenue, last_order_at, the events' category; a filter
+    # for nordic_gold and one of sofa_lookers' events (recent has no constant test).
+    assert len(want) == 7
+    assert sum(i.use is None for i in want.values()) == 2
     assert sorted(result.created) == sorted(want)
     assert _built(pg) == dict.fromkeys(want, True)
 
@@ -144,8 +146,10 @@ def test_indexes_follow_the_saved_segments_and_the_planner_uses_them(pg: Databas
     service.delete(pg, NOW, "recent", actor="test")
     gone = indexes.sync(pg, settings, NOW)
     assert len(gone.dropped) == 1
-    assert want[gone.dropped[0]].use.path == ("last_order_at",)
-    assert len(_built(pg)) == 4
+    dropped = want[gone.dropped[0]].use
+    assert dropped is not None
+    assert dropped.path == ("last_order_at",)
+    assert len(_built(pg)) == 6
 
     # An index left invalid by an interrupted build is rebuilt.
     name = next(iter(_built(pg)))
@@ -164,8 +168,87 @@ def test_indexes_follow_the_saved_segments_and_the_planner_uses_them(pg: Databas
 
     # Switched off: every segment index is dropped.
     off = indexes.sync(pg, Settings(database_url=pg.url, segment_indexes=False), NOW)
-    assert len(off.dropped) == 4
+    assert len(off.dropped) == 6
     assert _built(pg) == {}
+
+
+def _bound_plan(db: Database, key: str) -> str:
+    """The plan of a segment's population query as the product sends it: values bound
+    as parameters, not written into the text (a filter is only used when PostgreSQL
+    sees the values while planning)."""
+    with db.read() as conn, conn.begin():
+        saved = conditions(conn)
+        for_population(conn)
+        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # a table of 400 rows
+        query = population("postgresql", saved[key], saved, NOW).columns(sa.column("id"))
+        counted = sa.select(sa.func.count()).select_from(query.subquery())
+        compiled = counted.compile(conn)
+        rows = conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+        return "\n".join(row[0] for row in rows)
+
+
+FILTERED = {
+    # Each kind of constant test a filter holds, alone or together.
+    "values": 'country in ("NO", "SE") and loyalty_tier = "gold"',
+    "bounds": "total_revenue >= 600 and total_revenue < 1500.5",
+    "flags": "traits.vip and email is set",
+    "texts": 'name starts with "A" and known',
+    # The constant part of a condition that also reads consents and events.
+    "mixed": (
+        'country = "NO" and consent.email '
+        'and not did "Product Viewed" at least 3 times within 2 days'
+    ),
+    "named": 'in segment "values" and total_revenue >= 600',
+    "events": 'did "Product Viewed" at least 2 times within 30 days where category = "Sofas"',
+}
+
+
+def test_filters_are_read_alone_for_saved_segments_and_count_the_same(pg: Database) -> None:
+    _people(pg)
+    with pg.write() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE profiles SET traits = traits || jsonb_build_object("
+                "'vip', id % 3 = 0, 'name', CASE WHEN id % 2 = 0 THEN 'Ada' ELSE 'Bo' END, "
+                "'email', CASE WHEN id % 5 = 0 THEN NULL ELSE 'x' || id || '@example.com' END)"
+            )
+        )
+        conn.execute(
+            t.consents.insert(),
+            [
+                {
+                    "profile_id": pid,
+                    "channel": "email",
+                    "purpose": "marketing",
+                    "granted": pid % 2 == 0,
+                    "updated_at": NOW,
+                    "via": "test",
+                }
+                for (pid,) in conn.execute(sa.text("SELECT id FROM profiles")).all()
+            ],
+        )
+    for key, condition in FILTERED.items():
+        service.create(pg, NOW, actor="test", key=key, name=key, condition=condition)
+    without = _counts(pg)
+    assert all(n > 0 for n in without.values()), without
+
+    indexes.sync(pg, Settings(database_url=pg.url), NOW)
+    with pg.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE profiles"))
+        conn.execute(sa.text("VACUUM ANALYZE events"))
+    with pg.read() as conn:
+        saved = conditions(conn)
+    for key in FILTERED:
+        node = saved[key]
+        if key == "events":
+            (wanted,) = indexes.event_filters(node, saved, NOW)
+        else:
+            found = indexes.profile_filter(node, saved, NOW)
+            assert found is not None
+            wanted = found
+        plan = _bound_plan(pg, key)
+        assert f"Index Only Scan using {wanted.name}" in plan, (key, plan)
+    assert _counts(pg) == without
 
 
 def test_sqlite_gets_no_indexes(tmp_path: Path, sqlite_template: Path) -> None:

@@ -3,7 +3,16 @@ the compiler writes into the condition, or PostgreSQL would never use the index.
 
 from __future__ import annotations
 
-from shopkeeper.segments.indexes import IndexState, expression, index_for, plan, wanted
+from shopkeeper.segments.indexes import (
+    IndexState,
+    event_filters,
+    expression,
+    index_for,
+    plan,
+    profile_filter,
+    static_conjuncts,
+    wanted,
+)
 from shopkeeper.segments.lang.parser import parse
 from shopkeeper.segments.lang.to_sql import IndexUse, compile_sql
 
@@ -56,15 +65,27 @@ def test_wanted_ranks_by_how_many_segments_use_an_expression_and_inlines_nested(
         "b": parse('country = "SE" and orders_count >= 2'),
         "c": parse('in segment "b" and loyalty_tier = "gold"'),
     }
-    ranked = [i.use.path for i in wanted(saved, NOW, limit=10)]
-    # country: a, b, c (through b); orders_count: b, c; loyalty_tier: c.
-    assert ranked == [("country",), ("orders_count",), ("loyalty_tier",)]
-    assert [i.use.path for i in wanted(saved, NOW, limit=2)] == ranked[:2]
+    ranked = [i.use.path if i.use else i.filter for i in wanted(saved, NOW, limit=10)]
+    # country: a, b, c (through b); orders_count: b, c; then a filter for each segment,
+    # each used by one, before loyalty_tier (c alone).
+    assert ranked[:2] == [("country",), ("orders_count",)]
+    assert set(ranked[2:5]) == {
+        'profiles where country = "NO"',
+        'profiles where country = "SE" and orders_count >= 2',
+        'profiles where country = "SE" and orders_count >= 2 and loyalty_tier = "gold"',
+    }
+    assert ranked[5:] == [("loyalty_tier",)]
+    assert [i.name for i in wanted(saved, NOW, limit=2)] == [
+        i.name for i in wanted(saved, NOW, limit=10)[:2]
+    ]
 
 
 def test_a_segment_that_names_a_missing_one_wants_no_index_and_breaks_nothing() -> None:
     saved = {"a": parse('in segment "gone"'), "b": parse("orders_count > 1")}
-    assert [i.use.path for i in wanted(saved, NOW, limit=10)] == [("orders_count",)]
+    assert [i.use.path if i.use else i.filter for i in wanted(saved, NOW, limit=10)] == [
+        "profiles where orders_count > 1",
+        ("orders_count",),
+    ]
 
 
 def test_plan_builds_missing_rebuilds_invalid_and_drops_unwanted() -> None:
@@ -92,3 +113,85 @@ def test_index_definitions() -> None:
     assert 'COLLATE "C"' in event.definition
     assert "INCLUDE (profile_id) WHERE status = 1 AND type = 'track'" in event.definition
     assert event.describe() == "events.payload.properties.category (text)"
+
+
+def test_a_filter_holds_the_static_conjuncts_of_the_top_level_and() -> None:
+    saved = {"gold": parse('loyalty_tier = "gold" and consent.email')}
+    node = parse(
+        'country in ("NO", "SE") and total_revenue >= 500.5 and email is set '
+        'and locale starts with "nb" and traits.vip and known '
+        "and last_order_at within 90 days and birthday is anniversary within 7 days "
+        'and consent.sms and lead_score >= 10 and tags contains "red" '
+        'and (country = "DK" or orders_count > 3) and not orders_count > 9 '
+        'and did "Order Completed" and in segment "gold"'
+    )
+    kept = static_conjuncts(node, saved)
+    # Windows and anniversaries move with the clock; consents and scores live in other
+    # tables; `or` and `not` are not conjuncts; a named segment's own conjuncts count.
+    assert [n.field.name for n in kept] == [  # type: ignore[attr-defined]
+        "country", "total_revenue", "email", "locale", "traits.vip", "known", "tags",
+        "loyalty_tier",
+    ]  # fmt: skip
+    index = profile_filter(node, saved, NOW)
+    assert index is not None
+    assert index.use is None
+    # `contains` looks into lists with a subquery, which a predicate cannot hold.
+    assert "{tags}" not in index.definition
+    assert index.definition.startswith(
+        f"CREATE INDEX IF NOT EXISTS {index.name} ON profiles (id) WHERE merged_into IS NULL AND "
+    )
+    assert "CAST('500.5' AS DOUBLE PRECISION)" in index.definition
+    assert "p." not in index.definition.replace("p.id", "")
+    assert ":p" not in index.definition
+    assert index.filter == (
+        'profiles where country in ("NO", "SE") and total_revenue >= 500.5 and email is set '
+        'and locale starts with "nb" and traits.vip and known and loyalty_tier = "gold"'
+    )
+
+
+def test_each_atom_of_a_filter_is_written_as_the_condition_writes_it() -> None:
+    node = parse('country in ("NO", "SE") and total_revenue >= 500 and name = "O\'Hara"')
+    compiled = compile_sql(node, "postgresql", NOW)
+    index = profile_filter(node, {}, NOW)
+    assert index is not None
+    sql = compiled.sql.replace("p.computed", "computed").replace("p.traits", "traits")
+    for name, value in sorted(compiled.params.items(), key=lambda kv: -len(kv[0])):
+        literal = (
+            f"CAST('{value!r}' AS DOUBLE PRECISION)"
+            if isinstance(value, float)
+            else "'" + value.replace("'", "''") + "'"
+        )
+        sql = sql.replace(f":{name}", literal)
+    # The same atoms in the same form: PostgreSQL matches them one by one.
+    predicate = index.definition.split("WHERE merged_into IS NULL AND ", 1)[1]
+    assert f"({predicate})" == sql
+
+
+def test_no_filter_without_static_conjuncts() -> None:
+    for text in ("last_order_at within 3 days", 'did "Order Completed"', "consent.email",
+                 'country = "NO" or country = "SE"', 'not country = "NO"'):  # fmt: skip
+        assert profile_filter(parse(text), {}, NOW) is None, text
+
+
+def test_event_filters_for_property_filters_only() -> None:
+    node = parse(
+        'did "Product Viewed" at least 3 times within 7 days where category = "Sofas" '
+        'and not did "Product Added" where (price > 10 or brand = "Nordic") '
+        'and did "Order Completed" where product.category = "Sofas" '
+        'and did "Order Completed"'
+    )
+    found = event_filters(node, {}, NOW)
+    assert [i.filter for i in found] == [
+        'events did "Product Viewed" where (category = "Sofas")',
+        'events did "Product Added" where (price > 10 or brand = "Nordic")',
+    ]
+    sofas = found[0].definition
+    assert sofas == (
+        f'CREATE INDEX IF NOT EXISTS {found[0].name} ON events ("timestamp") '
+        "INCLUDE (profile_id) WHERE status = 1 AND type = 'track' AND "
+        "event = 'Product Viewed' AND ((payload #> '{properties,category}') = "
+        "CAST('\"Sofas\"' AS JSONB))"
+    )
+    # The same filter written twice is one index.
+    twice = parse('did "A" where category = "S" and did "A" within 2 days where category = "S"')
+    assert len({i.name for i in event_filters(twice, {}, NOW)}) == 1

@@ -140,7 +140,7 @@ def indexes_command(
         saved = conditions(conn)
         have = indexes.existing(conn)
     limit = settings.segment_indexes_max if settings.segment_indexes else 0
-    table = Table("index", "expression", "state")
+    table = Table("index", "holds", "state")
     for index in indexes.wanted(saved, now, limit):
         state = have.get(index.name)
         label = "missing" if state is None else ("built" if state.valid else "invalid")

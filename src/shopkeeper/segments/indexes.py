@@ -10,6 +10,17 @@ expression indexes, so that PostgreSQL answers `country in ("NO", "RO") and loya
 filters inside `did ... where` get an index of applied track events by name, that
 property and time, holding the profile id.
 
+A saved segment also gets a *filter*: a partial index of profile ids whose predicate is
+the part of its top-level `and` that compares the profile's own attributes with constants
+(`country in ("NO", "RO") and total_revenue >= 500`, segments it names included). When
+the segment is counted, PostgreSQL proves that its condition implies the predicate and
+reads the ids of exactly those profiles from the index alone (an index-only scan: no
+profile row is read), then tests the rest of the condition (consents, events) on them. An
+event count with a property filter (`did "Product Viewed" within 7 days where category =
+"Sofas"`) gets one likewise: the matching events' times and profile ids, so that the
+window is one range of that index. Filters serve saved segments; an unsaved condition
+(the builder's live count) uses the expression indexes of whatever it shares with them.
+
 The indexes are named `sk_seg_<digest of the expression>`: wanted ones that are missing
 (or left invalid by an interrupted build) are built with CREATE INDEX CONCURRENTLY, so
 writes go on meanwhile; ones no saved segment needs any more are dropped. Each index
@@ -22,17 +33,26 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shopkeeper.config import Settings
 from shopkeeper.segments.lang import ast
-from shopkeeper.segments.lang.evaluate import UnknownSegment
-from shopkeeper.segments.lang.to_sql import IndexUse, compile_sql, json_node, typed_json
+from shopkeeper.segments.lang.evaluate import UnknownSegment, inline_segment, node_field
+from shopkeeper.segments.lang.printer import to_text
+from shopkeeper.segments.lang.to_sql import (
+    IndexUse,
+    compile_event_condition,
+    compile_sql,
+    json_node,
+    typed_json,
+)
 from shopkeeper.segments.store import conditions
 from shopkeeper.storage.db import Database
 
@@ -45,10 +65,14 @@ _APPLIED_TRACK = "status = 1 AND type = 'track'"
 @dataclass(frozen=True)
 class SegmentIndex:
     name: str
-    use: IndexUse
+    use: IndexUse | None  # an expression index; None for a filter
     definition: str  # the CREATE INDEX statement, without CONCURRENTLY
+    table: str = "profiles"
+    filter: str = ""  # a filter: what it holds, in the segment language
 
     def describe(self) -> str:
+        if self.use is None:
+            return self.filter
         path = ".".join(self.use.path)
         kind = {"node": "value", "number": "number", "text": "text"}[self.use.form]
         return f"{self.use.table}.{self.use.column}.{path} ({kind})"
@@ -75,22 +99,155 @@ def index_for(use: IndexUse) -> SegmentIndex:
         body = (
             f'ON events (event, ({expr}), "timestamp") INCLUDE (profile_id) WHERE {_APPLIED_TRACK}'
         )
-    return SegmentIndex(name, use, f"CREATE INDEX IF NOT EXISTS {name} {body}")
+    return SegmentIndex(name, use, f"CREATE INDEX IF NOT EXISTS {name} {body}", use.table)
+
+
+# -- filters ------------------------------------------------------------------------------
+
+# Atoms whose truth depends on the profile's row alone (not on the time of day).
+_STATIC_ATOMS = (ast.Compare, ast.OneOf, ast.Text, ast.Presence, ast.Truthy)
+_PROFILE_FIELDS = frozenset({"computed", "trait", "known"})
+_EVENT_FIELDS = frozenset({"property", "context"})
+_PARAM = re.compile(r"(?<![:\w]):(p[0-9]+)\b")
+_PROFILE_ALIAS = re.compile(r"\bp\.(computed|traits|is_known)\b")
+_EVENT_ALIAS = re.compile(r"\be\.(payload)\b")
+
+
+def _literal(value: Any) -> str:
+    """A bound value as the constant PostgreSQL folds the parameter into (psycopg sends
+    a float as double precision and a string untyped)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return f"CAST('{value!r}' AS DOUBLE PRECISION)"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no literal for {value!r}")
+
+
+def _inline(sql: str, params: Mapping[str, Any]) -> str:
+    return _PARAM.sub(lambda m: _literal(params[m.group(1)]), sql)
+
+
+def _static(sql: str) -> bool:
+    # A subquery (a list's elements, a score) cannot be part of an index predicate.
+    return "SELECT" not in sql.upper()
+
+
+def static_conjuncts(
+    node: ast.Condition, saved: Mapping[str, ast.Condition], stack: tuple[str, ...] = ()
+) -> list[ast.Condition]:
+    """The conjuncts of a condition's top-level `and` (through the segments it names)
+    that compare the profile's own attributes with constants."""
+    if isinstance(node, ast.And):
+        return [c for item in node.items for c in static_conjuncts(item, saved, stack)]
+    if isinstance(node, ast.InSegment):
+        inner, inner_stack = inline_segment(node, saved, stack)
+        return static_conjuncts(inner, saved, inner_stack)
+    if isinstance(node, _STATIC_ATOMS) and node_field(node).kind in _PROFILE_FIELDS:
+        return [node]
+    return []
+
+
+def _event_dids(
+    node: ast.Condition, saved: Mapping[str, ast.Condition], stack: tuple[str, ...] = ()
+) -> list[ast.Did]:
+    """Every `did ... where` of a condition (through the segments it names)."""
+    if isinstance(node, (ast.And, ast.Or)):
+        return [d for item in node.items for d in _event_dids(item, saved, stack)]
+    if isinstance(node, ast.Not):
+        return _event_dids(node.item, saved, stack)
+    if isinstance(node, ast.InSegment):
+        inner, inner_stack = inline_segment(node, saved, stack)
+        return _event_dids(inner, saved, inner_stack)
+    if isinstance(node, ast.Did) and node.where is not None and not node.first:
+        return [node]
+    return []
+
+
+def _event_fields_only(node: ast.Condition) -> bool:
+    if isinstance(node, (ast.And, ast.Or)):
+        return all(_event_fields_only(i) for i in node.items)
+    if isinstance(node, ast.Not):
+        return _event_fields_only(node.item)
+    return isinstance(node, _STATIC_ATOMS) and node_field(node).kind in _EVENT_FIELDS
+
+
+def _named(kind: str, predicate: str) -> str:
+    return PREFIX + hashlib.sha256(f"{kind}|{predicate}".encode()).hexdigest()[:16]
+
+
+def profile_filter(
+    node: ast.Condition, saved: Mapping[str, ast.Condition], now_ms: int
+) -> SegmentIndex | None:
+    """The partial index of the ids of live profiles that pass a condition's static
+    conjuncts; None when it has none."""
+    atoms = []
+    for atom in static_conjuncts(node, saved):
+        compiled = compile_sql(atom, "postgresql", now_ms)
+        if _static(compiled.sql):
+            atoms.append((atom, _inline(compiled.sql, compiled.params)))
+    if not atoms:
+        return None
+    predicate = " AND ".join(_PROFILE_ALIAS.sub(r"\1", sql) for _, sql in atoms)
+    name = _named("profiles", predicate)
+    definition = (
+        f"CREATE INDEX IF NOT EXISTS {name} ON profiles (id) "
+        f"WHERE merged_into IS NULL AND {predicate}"
+    )
+    text = " and ".join(to_text(atom) for atom, _ in atoms)
+    return SegmentIndex(name, None, definition, "profiles", f"profiles where {text}")
+
+
+def event_filters(
+    node: ast.Condition, saved: Mapping[str, ast.Condition], now_ms: int
+) -> list[SegmentIndex]:
+    """For each `did "E" where ...` whose filter tests only the event's own properties:
+    a partial index of the matching applied events by time, holding the profile id."""
+    out: list[SegmentIndex] = []
+    for did in _event_dids(node, saved):
+        assert did.where is not None
+        if not _event_fields_only(did.where):
+            continue
+        compiled = compile_event_condition(did.where, "postgresql", now_ms)
+        if not _static(compiled.sql):
+            continue
+        condition = _EVENT_ALIAS.sub(r"\1", _inline(compiled.sql, compiled.params))
+        predicate = f"{_APPLIED_TRACK} AND event = {_literal(did.event)} AND {condition}"
+        name = _named("events", predicate)
+        definition = (
+            f'CREATE INDEX IF NOT EXISTS {name} ON events ("timestamp") INCLUDE (profile_id) '
+            f"WHERE {predicate}"
+        )
+        text = f"events {to_text(ast.Did(event=did.event, where=did.where))}"
+        out.append(SegmentIndex(name, None, definition, "events", text))
+    return out
 
 
 def wanted(saved: Mapping[str, ast.Condition], now_ms: int, limit: int) -> list[SegmentIndex]:
     """The indexes the saved segments' conditions can use, those used by the most
     segments first, at most `limit`."""
-    counts: Counter[IndexUse] = Counter()
+    counts: Counter[str] = Counter()
+    found: dict[str, SegmentIndex] = {}
     for key, node in saved.items():
         try:
             compiled = compile_sql(node, "postgresql", now_ms, saved)
+            mine = [index_for(use) for use in compiled.uses]
+            profiles = profile_filter(node, saved, now_ms)
+            mine += [profiles] if profiles is not None else []
+            mine += event_filters(node, saved, now_ms)
         except (UnknownSegment, ValueError) as exc:  # a broken reference: no indexes
             log.warning("segment %s: no indexes (%s)", key, exc)
             continue
-        counts.update(compiled.uses)
-    ranked = sorted(counts, key=lambda u: (-counts[u], u.table, u.column, u.path, u.form))
-    return [index_for(use) for use in ranked[:limit]]
+        for index in {i.name: i for i in mine}.values():
+            counts[index.name] += 1
+            found[index.name] = index
+    # The most used first; a filter before an expression index used as often (it serves
+    # its segment alone), then by name so that the choice is stable.
+    ranked = sorted(found.values(), key=lambda i: (-counts[i.name], i.use is not None, i.name))
+    return ranked[:limit]
 
 
 @dataclass(frozen=True)
@@ -154,7 +311,7 @@ def sync(db: Database, settings: Settings, now_ms: int) -> SyncResult:
             created.append(index.name)
         if build:
             conn.execute(sa.text("ANALYZE profiles"))
-            if any(i.use.table == "events" for i in build):
+            if any(i.table == "events" for i in build):
                 conn.execute(sa.text("ANALYZE events"))
     wanted_names = {index.name for index in want}
     kept = sorted(n for n in have if n in wanted_names and n not in drop)

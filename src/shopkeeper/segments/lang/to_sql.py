@@ -53,6 +53,13 @@ def compile_sql(
     return CompiledSql(sql, compiler.params, frozenset(compiler.uses))
 
 
+def compile_event_condition(node: ast.Condition, dialect: Dialect, now_ms: int) -> CompiledSql:
+    """The SQL of a `did ... where` filter over `events e`, as `did` writes it."""
+    compiler = _Compiler(dialect, now_ms, {})
+    sql = compiler.event_condition(node)
+    return CompiledSql(sql, compiler.params, frozenset(compiler.uses))
+
+
 class _Value(Protocol):
     """A typed SQL value: a test for "holds a value of kind K" and that value."""
 
