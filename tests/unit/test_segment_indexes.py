@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from shopkeeper.segments.indexes import (
     IndexState,
+    consent_filters,
     event_filters,
     expression,
     index_for,
@@ -173,25 +174,62 @@ def test_no_filter_without_static_conjuncts() -> None:
         assert profile_filter(parse(text), {}, NOW) is None, text
 
 
-def test_event_filters_for_property_filters_only() -> None:
+def test_event_filters_follow_how_each_did_is_tested() -> None:
     node = parse(
         'did "Product Viewed" at least 3 times within 7 days where category = "Sofas" '
         'and not did "Product Added" where (price > 10 or brand = "Nordic") '
         'and did "Order Completed" where product.category = "Sofas" '
-        'and did "Order Completed"'
+        'and did "Order Completed" within 14 days '
+        'and did "Signed Up" at least 2 times within 30 days '
+        'and did "Page Viewed" at least 5 times '
+        'and did "Order Completed" for the first time within 30 days'
     )
     found = event_filters(node, {}, NOW)
+    # A count in a window: the matching events by time. A test one profile at a time
+    # (`EXISTS`), a first time, or a filtered count over all time: by person. A product
+    # field is looked up in the catalog (a subquery): none. An unfiltered count over all
+    # time keeps the index of every event.
     assert [i.filter for i in found] == [
-        'events did "Product Viewed" where (category = "Sofas")',
-        'events did "Product Added" where (price > 10 or brand = "Nordic")',
+        'events did "Product Viewed" where (category = "Sofas"), by time',
+        'events did "Product Added" where (price > 10 or brand = "Nordic"), by person',
+        'events did "Order Completed", by person',
+        'events did "Signed Up", by time',
+        'events did "Order Completed", by person',
     ]
-    sofas = found[0].definition
-    assert sofas == (
+    by_time, by_person = found[0].definition, found[1].definition
+    assert by_time == (
         f'CREATE INDEX IF NOT EXISTS {found[0].name} ON events ("timestamp") '
         "INCLUDE (profile_id) WHERE status = 1 AND type = 'track' AND "
         "event = 'Product Viewed' AND ((payload #> '{properties,category}') = "
         "CAST('\"Sofas\"' AS JSONB))"
     )
+    assert by_person.startswith(
+        f'CREATE INDEX IF NOT EXISTS {found[1].name} ON events (profile_id, "timestamp") '
+        "WHERE status = 1 AND type = 'track' AND event = 'Product Added' AND "
+    )
+    # The plain `did` and the first time share one index.
+    assert found[2].name == found[4].name
     # The same filter written twice is one index.
     twice = parse('did "A" where category = "S" and did "A" within 2 days where category = "S"')
     assert len({i.name for i in event_filters(twice, {}, NOW)}) == 1
+
+
+def test_consent_filters_hold_the_three_sets_a_consent_test_reads() -> None:
+    saved = {"reachable": parse("consent.email or consent.sms")}
+    found = consent_filters(parse('in segment "reachable" and not consent.email'), saved)
+    names = {i.name: i for i in found}
+    # email and sms: granted, recorded; every channel granted, shared.
+    assert len(names) == 5
+    assert {i.filter for i in names.values()} == {
+        "consents granted email (marketing)",
+        "consents recorded email (marketing)",
+        "consents granted sms (marketing)",
+        "consents recorded sms (marketing)",
+        "consents granted for every channel (marketing)",
+    }
+    granted = next(i for i in found if i.filter == "consents granted email (marketing)")
+    assert granted.definition == (
+        f"CREATE INDEX IF NOT EXISTS {granted.name} ON consents (profile_id) "
+        "WHERE channel = 'email' AND purpose = 'marketing' AND granted"
+    )
+    assert consent_filters(parse('country = "NO"'), {}) == []

@@ -154,7 +154,7 @@ def static_conjuncts(
 def _event_dids(
     node: ast.Condition, saved: Mapping[str, ast.Condition], stack: tuple[str, ...] = ()
 ) -> list[ast.Did]:
-    """Every `did ... where` of a condition (through the segments it names)."""
+    """Every `did` of a condition (through the segments it names)."""
     if isinstance(node, (ast.And, ast.Or)):
         return [d for item in node.items for d in _event_dids(item, saved, stack)]
     if isinstance(node, ast.Not):
@@ -162,7 +162,7 @@ def _event_dids(
     if isinstance(node, ast.InSegment):
         inner, inner_stack = inline_segment(node, saved, stack)
         return _event_dids(inner, saved, inner_stack)
-    if isinstance(node, ast.Did) and node.where is not None and not node.first:
+    if isinstance(node, ast.Did):
         return [node]
     return []
 
@@ -201,28 +201,83 @@ def profile_filter(
     return SegmentIndex(name, None, definition, "profiles", f"profiles where {text}")
 
 
+def _probed(did: ast.Did) -> bool:
+    """Whether the compiler tests `did` one profile at a time (`EXISTS` of the profile's
+    own events, to PostgreSQL an index lookup per profile) rather than by grouping every
+    matching event (counts, first times: in a window, one range of times)."""
+    return (did.op, did.times) == (">=", 1) and not did.first
+
+
 def event_filters(
     node: ast.Condition, saved: Mapping[str, ast.Condition], now_ms: int
 ) -> list[SegmentIndex]:
-    """For each `did "E" where ...` whose filter tests only the event's own properties:
-    a partial index of the matching applied events by time, holding the profile id."""
+    """For each `did "E"` (with a `where` that tests only the event's own properties, or
+    none): a partial index of the matching applied events, by profile and time for
+    `did` tested one profile at a time, by time (holding the profile id) for a count in
+    a window. A count over all time without a filter keeps the index every database has
+    (event, profile, time). First times are grouped by person."""
     out: list[SegmentIndex] = []
     for did in _event_dids(node, saved):
-        assert did.where is not None
-        if not _event_fields_only(did.where):
+        predicate = f"{_APPLIED_TRACK} AND event = {_literal(did.event)}"
+        if did.where is not None:
+            if not _event_fields_only(did.where):
+                continue
+            compiled = compile_event_condition(did.where, "postgresql", now_ms)
+            if not _static(compiled.sql):
+                continue
+            condition = _EVENT_ALIAS.sub(r"\1", _inline(compiled.sql, compiled.params))
+            predicate += f" AND {condition}"
+        if did.window is not None and not _probed(did) and not did.first:
+            key, how = '("timestamp") INCLUDE (profile_id)', "by time"
+        elif did.where is not None or _probed(did) or did.first:
+            key, how = '(profile_id, "timestamp")', "by person"
+        else:
             continue
-        compiled = compile_event_condition(did.where, "postgresql", now_ms)
-        if not _static(compiled.sql):
-            continue
-        condition = _EVENT_ALIAS.sub(r"\1", _inline(compiled.sql, compiled.params))
-        predicate = f"{_APPLIED_TRACK} AND event = {_literal(did.event)} AND {condition}"
-        name = _named("events", predicate)
-        definition = (
-            f'CREATE INDEX IF NOT EXISTS {name} ON events ("timestamp") INCLUDE (profile_id) '
-            f"WHERE {predicate}"
-        )
-        text = f"events {to_text(ast.Did(event=did.event, where=did.where))}"
+        name = _named(f"events {key}", predicate)
+        definition = f"CREATE INDEX IF NOT EXISTS {name} ON events {key} WHERE {predicate}"
+        text = f"events {to_text(ast.Did(event=did.event, where=did.where))}, {how}"
         out.append(SegmentIndex(name, None, definition, "events", text))
+    return out
+
+
+def _consent_tests(
+    node: ast.Condition, saved: Mapping[str, ast.Condition], stack: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """(channel, purpose) of every `consent.x` test of a condition."""
+    if isinstance(node, (ast.And, ast.Or)):
+        return [c for item in node.items for c in _consent_tests(item, saved, stack)]
+    if isinstance(node, ast.Not):
+        return _consent_tests(node.item, saved, stack)
+    if isinstance(node, ast.InSegment):
+        inner, inner_stack = inline_segment(node, saved, stack)
+        return _consent_tests(inner, saved, inner_stack)
+    if isinstance(node, ast.Truthy) and node.field.kind == "consent":
+        channel, purpose = node.field.path
+        return [(channel, purpose)]
+    return []
+
+
+def consent_filters(node: ast.Condition, saved: Mapping[str, ast.Condition]) -> list[SegmentIndex]:
+    """For each `consent.x` test: the ids of the profiles with a granted record for the
+    channel, with any record for it, and with a granted record for every channel (the
+    three sets the test is made of), each a partial index of its own: a fraction of the
+    size of the index of all consents, so a count reads and hashes them faster."""
+    out: list[SegmentIndex] = []
+    for channel, purpose in _consent_tests(node, saved):
+        sets = (
+            (channel, " AND granted", f"granted {channel}"),
+            (channel, "", f"recorded {channel}"),
+            ("*", " AND granted", "granted for every channel"),
+        )
+        for which, granted, text in sets:
+            predicate = f"channel = {_literal(which)} AND purpose = {_literal(purpose)}{granted}"
+            name = _named("consents", predicate)
+            definition = (
+                f"CREATE INDEX IF NOT EXISTS {name} ON consents (profile_id) WHERE {predicate}"
+            )
+            out.append(
+                SegmentIndex(name, None, definition, "consents", f"consents {text} ({purpose})")
+            )
     return out
 
 
@@ -238,6 +293,7 @@ def wanted(saved: Mapping[str, ast.Condition], now_ms: int, limit: int) -> list[
             profiles = profile_filter(node, saved, now_ms)
             mine += [profiles] if profiles is not None else []
             mine += event_filters(node, saved, now_ms)
+            mine += consent_filters(node, saved)
         except (UnknownSegment, ValueError) as exc:  # a broken reference: no indexes
             log.warning("segment %s: no indexes (%s)", key, exc)
             continue
@@ -311,8 +367,8 @@ def sync(db: Database, settings: Settings, now_ms: int) -> SyncResult:
             created.append(index.name)
         if build:
             conn.execute(sa.text("ANALYZE profiles"))
-            if any(i.table == "events" for i in build):
-                conn.execute(sa.text("ANALYZE events"))
+            for table in sorted({i.table for i in build} - {"profiles"}):
+                conn.execute(sa.text(f"ANALYZE {table}"))
     wanted_names = {index.name for index in want}
     kept = sorted(n for n in have if n in wanted_names and n not in drop)
     return SyncResult(created, drop, kept)
