@@ -16,9 +16,12 @@ the part of its top-level `and` that compares the profile's own attributes with 
 the segment is counted, PostgreSQL proves that its condition implies the predicate and
 reads the ids of exactly those profiles from the index alone (an index-only scan: no
 profile row is read), then tests the rest of the condition (consents, events) on them. An
-event count with a property filter (`did "Product Viewed" within 7 days where category =
-"Sofas"`) gets one likewise: the matching events' times and profile ids, so that the
-window is one range of that index. Filters serve saved segments; an unsaved condition
+event test gets one likewise, of the applied events of that name (and property filter,
+if any): by time, holding the profile id, for a count in a window (one range of the
+index); by profile and time for `did ...` tested one profile at a time, a lookup in an
+index a fraction of the size of the one of all events. A `consent.x` test gets the three
+sets it reads (granted for the channel, recorded for it, granted for every channel) as
+partial indexes of consents. Filters serve saved segments; an unsaved condition
 (the builder's live count) uses the expression indexes of whatever it shares with them.
 
 The indexes are named `sk_seg_<digest of the expression>`: wanted ones that are missing
