@@ -17,7 +17,6 @@ import hmac
 import re
 from dataclasses import dataclass, field
 from html import escape, unescape
-from html.parser import HTMLParser
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 OPEN = "o"
@@ -32,11 +31,35 @@ _TRACKED_SCHEMES = ("http://", "https://")
 _LINK_TAGS = frozenset({"a", "area"})
 # An author can keep one link out of click tracking: <a href="..." data-notrack>.
 _NO_TRACK = "data-notrack"
-# Attributes inside a start tag, as html.parser reads them (tolerant of odd spacing).
-_ATTRIBUTE = re.compile(
-    r"""((?<=['"\s/])[^\s/>][^\s/=>]*)(\s*=+\s*('[^']*'|"[^"]*"|(?!['"])[^>\s]*))?(?:\s|/(?!>))*"""
+# The grammar of a start tag as Python's html.parser reads it (tolerant of odd spacing):
+# a name, then attributes, each a name (after a quote, a space or a slash) and maybe a
+# value (quoted, or bare up to a space or ">").
+_NAME = r"[a-zA-Z][^\t\n\r\f />\x00]*"
+_ATTR_NAME = r"""(?<=['"\s/])[^\s/>][^\s/=>]*"""
+_ATTR_VALUE = r"""'[^']*'|"[^"]*"|(?!['"])[^>\s]*"""
+_GAP = r"(?:\s|/(?!>))*"
+_ATTRIBUTE = re.compile(rf"({_ATTR_NAME})(\s*=+\s*({_ATTR_VALUE}))?{_GAP}")
+_TAG_NAME = re.compile(rf"<({_NAME}){_GAP}")
+# As far as a start tag goes before its ">" (or before what stops it).
+_TAG_EXTENT = re.compile(
+    rf"<{_NAME}(?:[\s/]*(?:{_ATTR_NAME}(?:\s*=+\s*(?:{_ATTR_VALUE})\s*)?{_GAP})*)?\s*"
 )
-_TAG_NAME = re.compile(r"<[a-zA-Z][^\t\n\r\f />\x00]*(?:\s|/(?!>))*")
+_COMMENT_END = re.compile(r"--\s*>")
+# <![name ...: CDATA-like sections end with "]]>", Office's conditionals with "]>".
+_SECTION_NAME = re.compile(r"[a-zA-Z][-_.a-zA-Z0-9]*\s*")
+_SECTION_END = {
+    **dict.fromkeys(("temp", "cdata", "ignore", "include", "rcdata"), re.compile(r"]\s*]\s*>")),
+    **dict.fromkeys(("if", "else", "endif"), re.compile(r"]\s*>")),
+}
+# Elements whose content is text up to their end tag: nothing inside them is a tag.
+_RAW_TEXT = ("script", "style")
+_RAW_TEXT_END = {
+    # ASCII letters only: an end tag spelled with a Unicode look-alike of a letter (a
+    # long s, a dotless i) does not end the element (html.parser finds it with a
+    # Unicode-insensitive search, then reads it as text and looks further).
+    name: re.compile(rf"</\s*{name}\s*>", re.IGNORECASE | re.ASCII)
+    for name in _RAW_TEXT
+}
 
 
 @functools.lru_cache(maxsize=8)
@@ -109,27 +132,107 @@ def tracking_urls(public_url: str, message_id: int, secret: str) -> TrackingUrls
 # -- HTML ---------------------------------------------------------------------------------
 
 
-class _LinkFinder(HTMLParser):
-    """Where each link's start tag is, as (offset in the document, the tag's raw text).
-    html.parser knows where tags really are (not inside comments, scripts or attribute
-    values); the tags themselves are then edited as text, so nothing else changes."""
+def _start_tag_end(html: str, i: int) -> int:
+    """Where the start tag at `i` ends (after its ">", or where it is cut short by
+    something that cannot be in it); -1 when the text ends inside it."""
+    j = _TAG_EXTENT.match(html, i).end()  # type: ignore[union-attr]  # "<" + letter
+    following = html[j : j + 1]
+    if following == ">":
+        return j + 1
+    if following == "/":
+        return j + 2 if html.startswith("/>", j) else -1
+    if following in ("", "=") or (following.isascii() and following.isalpha()):
+        return -1  # inside an attribute, or its value, when the text ended
+    return j
 
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[tuple[int, str]] = []
-        self._line_starts = [0]
-        index = text.find("\n")
-        while index >= 0:
-            self._line_starts.append(index + 1)
-            index = text.find("\n", index + 1)
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        raw = self.get_starttag_text()
-        if tag in _LINK_TAGS and raw:
-            line, column = self.getpos()
-            self.found.append((self._line_starts[line - 1] + column, raw))
+def _is_whole_tag(html: str, i: int, end: int) -> tuple[str, bool] | None:
+    """(lowercased name, ends with "/>") when html[i:end] reads as one start tag (its
+    attributes take it all up to ">" or "/>"); None when it is text."""
+    head = _TAG_NAME.match(html, i)
+    assert head is not None  # "<" + letter
+    position = head.end()
+    while position < end:
+        match = _ATTRIBUTE.match(html, position)
+        if match is None:
+            break
+        position = match.end()
+    rest = html[position:end].strip()
+    if rest not in (">", "/>"):
+        return None
+    return head.group(1).lower(), rest == "/>"
 
-    handle_startendtag = handle_starttag
+
+def _after_declaration(html: str, i: int) -> int:
+    """The end of the "<!..." at `i` (a marked section, a doctype, a bogus comment); -1
+    when the text ends inside it."""
+    if html.startswith("<![", i):
+        if i + 3 == len(html):
+            return -1
+        name = _SECTION_NAME.match(html, i + 3)
+        if name is None:
+            raise ValueError(f"the HTML has an unreadable <![ section at offset {i}")
+        if name.end() == len(html):
+            return -1
+        closing = _SECTION_END.get(name.group().strip().lower())
+        if closing is None:
+            raise ValueError(f"the HTML has an unknown <![ section at offset {i}")
+        found = closing.search(html, i + 3)
+        return -1 if found is None else found.end()
+    doctype = html[i : i + 9].lower() == "<!doctype"
+    gt = html.find(">", i + 9 if doctype else i + 2)
+    return -1 if gt < 0 else gt + 1
+
+
+def _link_tags(html: str) -> list[tuple[int, str]]:
+    """Where each link's start tag is, as (offset, the tag's text): the tags of `a` and
+    `area` elements as Python's html.parser finds them, so not inside comments, <script>
+    or <style> contents, CDATA sections or attribute values; what is unfinished at the
+    end of the text is text. Raises ValueError where html.parser gives up (an unknown
+    <![ section)."""
+    found: list[tuple[int, str]] = []
+    n = len(html)
+    position = 0
+    while True:
+        i = html.find("<", position)
+        if i < 0 or i + 1 >= n:
+            return found
+        following = html[i + 1]
+        if following.isascii() and following.isalpha():
+            end = _start_tag_end(html, i)
+            if end >= 0:
+                tag = _is_whole_tag(html, i, end)
+                if tag is not None:
+                    name, closed = tag
+                    if name in _LINK_TAGS:
+                        found.append((i, html[i:end]))
+                    elif name in _RAW_TEXT and not closed:
+                        content_end = _RAW_TEXT_END[name].search(html, end)
+                        if content_end is None:
+                            return found  # the rest is the element's content
+                        end = content_end.end()
+        elif following == "/":
+            gt = html.find(">", i + 1)
+            end = -1 if gt < 0 else gt + 1
+        elif html.startswith("<!--", i):
+            closing = _COMMENT_END.search(html, i + 4)
+            end = -1 if closing is None else closing.end()
+        elif following == "?":
+            gt = html.find(">", i + 2)
+            end = -1 if gt < 0 else gt + 1
+        elif following == "!":
+            end = _after_declaration(html, i)
+        else:
+            end = i + 1  # a "<" of the text
+        if end < 0:
+            # Unfinished: text up to the next ">" (or "<"), and reading goes on there.
+            gt = html.find(">", i + 1)
+            if gt >= 0:
+                end = gt + 1
+            else:
+                lt = html.find("<", i + 1)
+                end = lt if lt >= 0 else i + 1
+        position = end
 
 
 def _rewrite_tag(raw: str, urls: TrackingUrls) -> str:
@@ -163,16 +266,12 @@ def rewrite_html(html: str, public_url: str, message_id: int, secret: str) -> st
     links, this server's own links and links marked data-notrack stay as they are), and
     the open pixel before </body> (or at the end)."""
     urls = tracking_urls(public_url, message_id, secret)
-    finder = _LinkFinder(html)
-    finder.feed(html)
-    finder.close()
     pieces: list[str] = []
     done = 0
-    for offset, raw in finder.found:
-        if html.startswith(raw, offset) and offset >= done:
-            pieces.append(html[done:offset])
-            pieces.append(_rewrite_tag(raw, urls))
-            done = offset + len(raw)
+    for offset, raw in _link_tags(html):
+        pieces.append(html[done:offset])
+        pieces.append(_rewrite_tag(raw, urls))
+        done = offset + len(raw)
     pieces.append(html[done:])
     out = "".join(pieces)
     pixel = (
