@@ -50,7 +50,7 @@ from shopkeeper.timeutil import ms_to_iso, parse_iso_ms
 log = logging.getLogger(__name__)
 
 # People entered per transaction, and profiles read per page while scanning.
-CHUNK = 300
+CHUNK = 500
 PAGE = 1000
 CATALOG_CURSOR = "journeys.catalog_cursor"
 # A broadcast that enters at least this many people refreshes PostgreSQL's statistics.

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from shopkeeper.journeys.definition import Definition, read_definition
 from shopkeeper.journeys.engine import ACTIVE, Enrollment
 from shopkeeper.storage import tables as t
+from shopkeeper.storage.db import json_dumps, json_loads
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,99}$")
 STATUSES = ("draft", "active", "paused", "archived")
@@ -407,30 +408,81 @@ def insert_enrollments(
     now_ms: int,
 ) -> dict[str, EnrollmentRow]:
     """New enrollments for (profile id, entry key, holdout, state), one statement for
-    all of them; returned by entry key, without the keys that had entered already."""
+    all of them; returned by entry key (in the order given), without the keys that had
+    entered already."""
     if not people:
         return {}
     e = t.enrollments
-    rows = conn.execute(
-        insert_ignore.returning(*e.c),
-        [
+    wanted = [(profile_id, key[:300], holdout, state) for profile_id, key, holdout, state in people]
+    if conn.dialect.name == "postgresql":
+        # Four arrays, not a parameter per value: a statement of a few thousand
+        # parameters costs more to build and parse than to run.
+        found = conn.execute(
+            _PG_INSERT_ENROLLMENTS,
             {
                 "journey_id": journey.id,
                 "version": journey.version,
-                "profile_id": profile_id,
-                "entry_key": key[:300],
                 "status": ACTIVE,
-                "step": None,
-                "wake_at": None,
-                "state": dict(state),
-                "holdout": holdout,
-                "entered_at": now_ms,
-                "updated_at": now_ms,
-            }
-            for profile_id, key, holdout, state in people
-        ],
-    ).all()
-    return {row.entry_key: _enrollment(row) for row in rows}
+                "now": now_ms,
+                "profiles": [profile_id for profile_id, _k, _h, _s in wanted],
+                "keys": [key for _p, key, _h, _s in wanted],
+                "holdouts": [holdout for _p, _k, holdout, _s in wanted],
+                "states": [json_dumps(state) for _p, _k, _h, state in wanted],
+            },
+        ).all()
+    else:
+        found = conn.execute(
+            insert_ignore.returning(e.c.id, e.c.entry_key),
+            [
+                {
+                    "journey_id": journey.id,
+                    "version": journey.version,
+                    "profile_id": profile_id,
+                    "entry_key": key,
+                    "status": ACTIVE,
+                    "step": None,
+                    "wake_at": None,
+                    "state": dict(state),
+                    "holdout": holdout,
+                    "entered_at": now_ms,
+                    "updated_at": now_ms,
+                }
+                for profile_id, key, holdout, state in wanted
+            ],
+        ).all()
+    ids = {row.entry_key: int(row.id) for row in found}
+    created: dict[str, EnrollmentRow] = {}
+    for profile_id, key, holdout, state in wanted:
+        if key in ids and key not in created:
+            created[key] = EnrollmentRow(
+                journey.id,
+                journey.version,
+                key,
+                Enrollment(
+                    id=ids[key],
+                    profile_id=profile_id,
+                    entered_at=now_ms,
+                    status=ACTIVE,
+                    step=None,
+                    wake_at=None,
+                    # As the database gives it back (JSON's types).
+                    state=json_loads(json_dumps(state)),
+                    holdout=holdout,
+                ),
+                None,
+            )
+    return created
+
+
+_PG_INSERT_ENROLLMENTS = sa.text(
+    "INSERT INTO enrollments (journey_id, version, profile_id, entry_key, status, state, "
+    "holdout, entered_at, updated_at) "
+    "SELECT :journey_id, :version, u.profile_id, u.entry_key, :status, u.state, u.holdout, "
+    ":now, :now FROM unnest(CAST(:profiles AS BIGINT[]), CAST(:keys AS TEXT[]), "
+    "CAST(:holdouts AS BOOLEAN[]), CAST(:states AS JSONB[])) "
+    "AS u(profile_id, entry_key, holdout, state) "
+    "ON CONFLICT DO NOTHING RETURNING id, entry_key"
+)
 
 
 def record_steps(
@@ -462,6 +514,24 @@ def save_new_enrollments(
     if not saves:
         return
     e = t.enrollments
+    if conn.dialect.name == "postgresql":
+        # One statement over arrays instead of one per enrollment.
+        conn.execute(
+            _PG_SAVE_NEW_ENROLLMENTS,
+            {
+                "now": now_ms,
+                "ids": [new.id for new, _reason in saves],
+                "statuses": [new.status for new, _reason in saves],
+                "steps": [new.step for new, _reason in saves],
+                "wakes": [new.wake_at for new, _reason in saves],
+                "states": [json_dumps(dict(new.state)) for new, _reason in saves],
+                "ended": [None if new.status == ACTIVE else now_ms for new, _reason in saves],
+                "reasons": [
+                    None if new.status == ACTIVE else (reason or "")[:200] for new, reason in saves
+                ],
+            },
+        )
+        return
     conn.execute(
         e.update()
         .where(e.c.id == sa.bindparam("eid"))
@@ -488,3 +558,14 @@ def save_new_enrollments(
             for new, reason in saves
         ],
     )
+
+
+_PG_SAVE_NEW_ENROLLMENTS = sa.text(
+    "UPDATE enrollments AS e SET status = u.status, step = u.step, wake_at = u.wake_at, "
+    "state = u.state, updated_at = :now, lease_until = NULL, ended_at = u.ended_at, "
+    "end_reason = u.end_reason "
+    "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS TEXT[]), CAST(:steps AS TEXT[]), "
+    "CAST(:wakes AS BIGINT[]), CAST(:states AS JSONB[]), CAST(:ended AS BIGINT[]), "
+    "CAST(:reasons AS TEXT[])) AS u(id, status, step, wake_at, state, ended_at, end_reason) "
+    "WHERE e.id = u.id"
+)
