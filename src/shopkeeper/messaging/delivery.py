@@ -6,6 +6,9 @@ checks need (reach, suppressions, recent sends, journey caps) is read for the wh
 in a fixed number of queries, rendering shares one read connection and its caches
 (templates, people, products, popular products), and outcomes are written together, at
 least every FLUSH_EVERY messages and every FLUSH_SECONDS, and at the end of the batch.
+Three threads share the work: the worker claims, checks and renders; a sender thread
+hands messages to their channel; a writer thread records outcomes, so that sending goes
+on while the group before is written.
 Messages are still checked, sent and recorded in their order: a message sent earlier in
 the batch counts towards the caps of the next ones (an in-memory tally on top of what
 was read), and an address found dead is suppressed for the next ones.
@@ -19,6 +22,7 @@ a dead address (hard bounce, unknown push subscription) is suppressed on its cha
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -28,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shopkeeper.clock import Clock
@@ -49,19 +54,24 @@ from shopkeeper.messaging.messages import Message
 from shopkeeper.messaging.policy import DAY, WEEK, Caps, cap_reason, quiet_until
 from shopkeeper.messaging.reach import Reach, address, consented, load_reach_many
 from shopkeeper.observability.metrics import Metrics
-from shopkeeper.storage.db import Database
+from shopkeeper.storage import tables as t
+from shopkeeper.storage.db import Database, json_dumps
 from shopkeeper.workloop import WorkLoop
 
 log = logging.getLogger(__name__)
 
 # Outcomes are written at least this often (messages, seconds): a crash re-sends at most
-# the messages of the group not written yet (with the same idempotency key).
+# the messages of the two groups not written yet (the one being written, the one being
+# filled), with the same idempotency key.
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.5
 # drain() claims the next batch while the last one is still being sent, once at most
 # this share of a batch waits to be sent (so a message waits for little more than one
 # batch's sends between its claim and its send, well within its lease).
 PREFETCH_SHARE = 0.5
+# The background delivery loop drains for at most this long per step (then looks at
+# its stop and wake signals, as after any step).
+RUN_SECONDS = 5.0
 
 # Timeline events written for what happens to messages (the pipeline applies them).
 EVENT_NAMES = {
@@ -172,18 +182,28 @@ class Deliverer:
         with self._sending() as sender:
             return self._claim_and_deliver(sender, now_ms)
 
-    def drain(self, now_ms: int | None = None) -> int:
+    def drain(
+        self,
+        now_ms: int | None = None,
+        *,
+        max_seconds: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
         """Deliver batch after batch until none is due; returns how many were handled.
         The next batch is claimed, checked and rendered while the last one is still
         being sent (at most PREFETCH_SHARE of a batch waits to be sent when it is
-        claimed)."""
+        claimed). No batch is claimed after `max_seconds` nor once `stop` is set: what
+        was claimed is still sent and its outcomes written before returning."""
         total = 0
         ahead = max(1, int(self.settings.message_batch_size * PREFETCH_SHARE))
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
         with self._sending() as sender:
             while True:
                 sender.wait_backlog(ahead)
                 done = self._claim_and_deliver(sender, now_ms)
                 if done == 0:
+                    if total == 0:
+                        return 0  # nothing sent here: nothing was made due again
                     # What is still being sent may make messages due again (retries):
                     # look once more after it is written, as one batch after another did.
                     sender.wait_written()
@@ -191,6 +211,10 @@ class Deliverer:
                     if done == 0:
                         return total
                 total += done
+                if stop is not None and stop.is_set():
+                    return total
+                if deadline is not None and time.monotonic() >= deadline:
+                    return total
 
     def deliver(self, message: Message, now: int) -> None:
         """Deliver one claimed message (a batch of one)."""
@@ -227,6 +251,7 @@ class Deliverer:
                 batch = _Batch(self, conn, claimed, now, sender)
                 for message in claimed:
                     sender.put(batch.deliver(message))
+                    _let_others_run()
         finally:
             sender.end_batch()
 
@@ -461,7 +486,7 @@ class Deliverer:
             if outcome.suppress is not None:
                 dead.setdefault(outcome.suppress[:2], outcome.suppress)
         messages.suppress_many(conn, self.db, dead.values(), now)
-        messages.update_many(conn, ((o.message.id, o.values) for o in outcomes))
+        _update_messages(conn, outcomes)
         recorded = [(o, kind) for o in outcomes if (kind := o.kind) is not None]
         messages.record_events(
             conn,
@@ -516,6 +541,49 @@ class Deliverer:
         if self.metrics is not None:
             for outcome in outcomes:
                 self.metrics.messages.labels(outcome.message.channel, outcome.status).inc()
+
+
+def _update_messages(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    """The messages' rows as their outcomes say. PostgreSQL: one statement per set of
+    changed columns, over arrays (not one per message, as an executemany runs)."""
+    if conn.dialect.name != "postgresql":
+        messages.update_many(conn, ((o.message.id, o.values) for o in outcomes))
+        return
+    groups: dict[tuple[str, ...], list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(tuple(sorted(outcome.values)), []).append(outcome)
+    for names, group in groups.items():
+        params: dict[str, list[Any]] = {"ids": [o.message.id for o in group]}
+        for n, name in enumerate(names):
+            values = [o.values[name] for o in group]
+            if _PG_ARRAY_TYPES[name] == "JSONB":
+                values = [json_dumps(value) for value in values]  # None too: JSON's null
+            params[f"v{n}"] = values
+        conn.execute(_pg_update_statement(names), params)
+
+
+# The array type each column of `messages` that an outcome sets is sent as (TEXT for
+# strings: the column's own length check applies on assignment, as before).
+_PG_ARRAY_TYPES = {
+    column.name: "JSONB"
+    if isinstance(column.type, sa.JSON)
+    else "BOOLEAN"
+    if isinstance(column.type, sa.Boolean)
+    else "BIGINT"
+    if isinstance(column.type, sa.Integer)
+    else "TEXT"
+    for column in t.messages.columns
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_update_statement(names: tuple[str, ...]) -> sa.TextClause:
+    columns = ", ".join(f"{name} = u.{name}" for name in names)
+    arrays = ", ".join(f"CAST(:v{n} AS {_PG_ARRAY_TYPES[name]}[])" for n, name in enumerate(names))
+    return sa.text(
+        f"UPDATE messages AS m SET {columns} FROM unnest(CAST(:ids AS BIGINT[]), {arrays}) "
+        f"AS u(id, {', '.join(names)}) WHERE m.id = u.id"
+    )
 
 
 @dataclass(eq=False)
@@ -700,6 +768,17 @@ class _Batch:
         return _Job(message, now, self, keys, outgoing=outgoing, locale=locale)
 
 
+def _let_others_run() -> None:
+    """Gives up the GIL for a moment. Checking and rendering are pure Python: left to
+    itself, the worker would keep the GIL for up to the interpreter's switch interval
+    (5 ms) each time the sender's channel has answered and the sender wants to go on,
+    which is several times per message (an SMTP conversation is four exchanges). Given
+    up every tenth of a millisecond or so (after each message, and between the steps of
+    rendering one), the sender goes on at once, and sending really overlaps the work of
+    the next messages."""
+    time.sleep(0)
+
+
 def _forget(counts: Counter[Hashable], keys: Iterable[Hashable]) -> None:
     for key in keys:
         counts[key] -= 1
@@ -721,9 +800,11 @@ class _Sender:
     """Sends and records beside the worker, so that waiting for the provider overlaps
     the checking and rendering of the next messages (and the worker's waiting for the
     database). The worker checks and renders messages in order and hands them over
-    (`put`); this thread sends them in the same order, one at a time, and writes their
-    outcomes in groups: at least every FLUSH_EVERY messages and FLUSH_SECONDS, and at
-    the end of each batch.
+    (`put`); the sender thread sends them in the same order, one at a time, and hands
+    their outcomes in groups (at least every FLUSH_EVERY messages and FLUSH_SECONDS, and
+    at the end of each batch) to the writer thread, which writes them in that order
+    while the next group is sent. One group at most waits for the writer: the sender
+    waits before handing over another.
 
     A message is recorded as sent only once its channel took it (its outcome is made
     from the channel's answer), with its idempotency key unchanged; a crash leaves
@@ -743,9 +824,16 @@ class _Sender:
         self._resolved: list[tuple[_Job, Outcome]] = []
         self._flush = False  # the worker waits for everything to be written
         self._closing = False
+        # Groups of outcomes handed to the writer; the first leaves once written.
+        self._groups: deque[list[tuple[_Job, Outcome]]] = deque()
+        self._sent_all = False  # the sender thread ended: the writer ends once done
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="delivery-sender", daemon=True)
+        self._writer = threading.Thread(
+            target=self._run_writer, name="delivery-writer", daemon=True
+        )
         self._thread.start()
+        self._writer.start()
 
     # -- the worker's side --------------------------------------------------------------
 
@@ -805,6 +893,7 @@ class _Sender:
             self._closing = True
             self._cond.notify_all()
         self._thread.join()
+        self._writer.join()
         if raise_error:
             with self._cond:
                 self._check()
@@ -826,7 +915,11 @@ class _Sender:
         except BaseException as exc:  # handed to the worker, which raises it
             log.exception("the delivery sender stopped")
             with self._cond:
-                self._error = exc
+                self._error = self._error or exc
+                self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._sent_all = True
                 self._cond.notify_all()
 
     def _loop(self) -> None:
@@ -842,10 +935,11 @@ class _Sender:
                     if left <= 0:
                         break
                     self._cond.wait(left)
+                self._check()  # the writer stopped: send nothing it cannot record
                 job = self._jobs.popleft() if self._jobs else None
                 stop = job is None and self._closing and not self._jobs
             if job is None:  # a batch's end, a flush asked for or due, or the end
-                self._write(pending)
+                self._hand_over(pending)
                 pending = []
                 flushed = time.monotonic()
                 if stop:
@@ -860,7 +954,7 @@ class _Sender:
                 self._cond.notify_all()
             pending.append((job, outcome))
             if len(pending) >= FLUSH_EVERY or time.monotonic() - flushed >= FLUSH_SECONDS:
-                self._write(pending)
+                self._hand_over(pending)
                 pending = []
                 flushed = time.monotonic()
 
@@ -884,6 +978,37 @@ class _Sender:
             provider_id=delivered.provider_id,
             sent=True,
         )
+
+    def _hand_over(self, pending: list[tuple[_Job, Outcome]]) -> None:
+        """The outcomes to the writer, once it wrote the group before."""
+        if not pending:
+            return
+        with self._cond:
+            while self._check() and self._groups:
+                self._cond.wait()
+            self._groups.append(pending)
+            self._cond.notify_all()
+
+    # -- the writer thread --------------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._groups and not self._sent_all:
+                        self._cond.wait()
+                    if not self._groups:
+                        return
+                    group = self._groups[0]
+                self._write(group)
+                with self._cond:
+                    self._groups.popleft()
+                    self._cond.notify_all()
+        except BaseException as exc:  # handed to the worker (and the sender)
+            log.exception("the delivery writer stopped")
+            with self._cond:
+                self._error = self._error or exc
+                self._cond.notify_all()
 
     def _write(self, pending: Sequence[tuple[_Job, Outcome]]) -> None:
         start = 0
@@ -968,6 +1093,7 @@ class _Renderer:
             journey_key=message.variables.get("journey"),
             recommendations=False,
         )
+        _let_others_run()
         locale, parts = templates.pick_variant(
             variants, context.get("locale"), settings.default_locale
         )
@@ -982,6 +1108,7 @@ class _Renderer:
             currency=str(context.get("currency") or settings.shop_currency),
             timezone=str(context.get("timezone") or settings.default_timezone),
         )
+        _let_others_run()
         if message.channel == EMAIL and rendered.get("html"):
             rendered["html"] = links.rewrite_html(
                 rendered["html"], settings.public_url, message.id, settings.link_secret
@@ -1022,11 +1149,20 @@ def timeline(conn: Any, db: Database, message: Message, kind: str, now: int, **e
 
 class DeliveryRunner(WorkLoop):
     """Delivers while there is work; sleeps until woken (a journey queued a message in
-    this process) or `idle_seconds` pass (messages queued elsewhere, retries due)."""
+    this process) or `idle_seconds` pass (messages queued elsewhere, retries due). Each
+    step drains for at most `run_seconds`; stop() ends it after the batch in hand."""
 
-    def __init__(self, deliverer: Deliverer, idle_seconds: float) -> None:
-        super().__init__("delivery", deliverer.run_once, idle_seconds)
+    def __init__(
+        self, deliverer: Deliverer, idle_seconds: float, run_seconds: float = RUN_SECONDS
+    ) -> None:
+        super().__init__("delivery", self._drain, idle_seconds)
         self.deliverer = deliverer
+        self.run_seconds = run_seconds
+
+    def _drain(self) -> int:
+        """Batch after batch, the next claimed and rendered while the last is sent, for
+        at most run_seconds or until asked to stop."""
+        return self.deliverer.drain(max_seconds=self.run_seconds, stop=self._stop)
 
     def stop(self) -> None:
         super().stop()
