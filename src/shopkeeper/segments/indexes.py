@@ -38,7 +38,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,20 +154,16 @@ def static_conjuncts(
     return []
 
 
-def _event_dids(
+def _every(
     node: ast.Condition, saved: Mapping[str, ast.Condition], stack: tuple[str, ...] = ()
-) -> list[ast.Did]:
-    """Every `did` of a condition (through the segments it names)."""
-    if isinstance(node, (ast.And, ast.Or)):
-        return [d for item in node.items for d in _event_dids(item, saved, stack)]
-    if isinstance(node, ast.Not):
-        return _event_dids(node.item, saved, stack)
-    if isinstance(node, ast.InSegment):
-        inner, inner_stack = inline_segment(node, saved, stack)
-        return _event_dids(inner, saved, inner_stack)
-    if isinstance(node, ast.Did):
-        return [node]
-    return []
+) -> Iterator[ast.Condition]:
+    """Every condition of a tree (`ast.walk`), with the segments it names inlined."""
+    for item in ast.walk(node):
+        if isinstance(item, ast.InSegment):
+            inner, inner_stack = inline_segment(item, saved, stack)
+            yield from _every(inner, saved, inner_stack)
+        else:
+            yield item
 
 
 def _event_fields_only(node: ast.Condition) -> bool:
@@ -220,7 +216,7 @@ def event_filters(
     a window. A count over all time without a filter keeps the index every database has
     (event, profile, time). First times are grouped by person."""
     out: list[SegmentIndex] = []
-    for did in _event_dids(node, saved):
+    for did in (n for n in _every(node, saved) if isinstance(n, ast.Did)):
         predicate = f"{_APPLIED_TRACK} AND event = {_literal(did.event)}"
         if did.where is not None:
             if not _event_fields_only(did.where):
@@ -243,30 +239,14 @@ def event_filters(
     return out
 
 
-def _consent_tests(
-    node: ast.Condition, saved: Mapping[str, ast.Condition], stack: tuple[str, ...] = ()
-) -> list[tuple[str, str]]:
-    """(channel, purpose) of every `consent.x` test of a condition."""
-    if isinstance(node, (ast.And, ast.Or)):
-        return [c for item in node.items for c in _consent_tests(item, saved, stack)]
-    if isinstance(node, ast.Not):
-        return _consent_tests(node.item, saved, stack)
-    if isinstance(node, ast.InSegment):
-        inner, inner_stack = inline_segment(node, saved, stack)
-        return _consent_tests(inner, saved, inner_stack)
-    if isinstance(node, ast.Truthy) and node.field.kind == "consent":
-        channel, purpose = node.field.path
-        return [(channel, purpose)]
-    return []
-
-
 def consent_filters(node: ast.Condition, saved: Mapping[str, ast.Condition]) -> list[SegmentIndex]:
     """For each `consent.x` test: the ids of the profiles with a granted record for the
     channel, with any record for it, and with a granted record for every channel (the
     three sets the test is made of), each a partial index of its own: a fraction of the
     size of the index of all consents, so a count reads and hashes them faster."""
     out: list[SegmentIndex] = []
-    for channel, purpose in _consent_tests(node, saved):
+    tests = (n for n in _every(node, saved) if isinstance(n, ast.Truthy))
+    for channel, purpose in (t.field.path for t in tests if t.field.kind == "consent"):
         sets = (
             (channel, " AND granted", f"granted {channel}"),
             (channel, "", f"recorded {channel}"),
