@@ -118,6 +118,17 @@ def scheduled_tasks(
     def journey_segments(db: Database, settings: Settings, now_ms: int) -> object:
         return runtime(db, settings).follow_segments(now_ms)
 
+    # Entering people through this process's runtime wakes its delivery loop as each
+    # chunk's messages are committed (a broadcast starts sending at once).
+    def broadcasts(db: Database, settings: Settings, now_ms: int) -> object:
+        return journey_entries.run_broadcasts(db, settings, now_ms, runtime(db, settings))
+
+    def dates(db: Database, settings: Settings, now_ms: int) -> object:
+        return journey_entries.run_dates(db, settings, now_ms, runtime(db, settings))
+
+    def catalog_events(db: Database, settings: Settings, now_ms: int) -> object:
+        return journey_entries.run_catalog(db, settings, now_ms, runtime=runtime(db, settings))
+
     minute = 60_000
     tick = max(1_000, int(settings.journey_tick_seconds * 1000))
     return [
@@ -137,9 +148,9 @@ def scheduled_tasks(
         Task("journeys.timers", tick, journey_timers),
         Task("journeys.segments", tick, journey_segments),
         # A large broadcast may take longer than the default lease.
-        Task("journeys.broadcasts", minute, journey_entries.run_broadcasts, lease_ms=120 * minute),
-        Task("journeys.dates", 5 * minute, journey_entries.run_dates),
-        Task("journeys.catalog", minute, journey_entries.run_catalog),
+        Task("journeys.broadcasts", minute, broadcasts, lease_ms=120 * minute),
+        Task("journeys.dates", 5 * minute, dates),
+        Task("journeys.catalog", minute, catalog_events),
     ]
 
 

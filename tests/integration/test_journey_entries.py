@@ -8,8 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shopkeeper.bootstrap import scheduled_tasks
 from shopkeeper.clock import FixedClock
 from shopkeeper.journeys import entries
+from shopkeeper.journeys.runtime import JourneyRuntime
 from shopkeeper.storage import tables as t
 from shopkeeper.timeutil import ms_to_iso, parse_iso_ms
 from tests.harness import NOW, Harness, harness
@@ -120,6 +122,38 @@ def test_a_recurring_broadcast_enters_again_each_period(db_url: str) -> None:
         week = 7 * DAY
         periods = {ms_to_iso(NOW // week * week), ms_to_iso((NOW + week) // week * week)}
         assert {key.split(":", 1)[1].rsplit(":", 1)[0] for key in keys} == periods
+
+
+def test_the_schedulers_broadcast_wakes_this_processs_delivery(db_url: str) -> None:
+    with harness(db_url) as h:
+        response = h.client.put(
+            "/api/templates/hello/email",
+            json={"parts": {"subject": "Hello", "text": "Hi"}},
+            headers=h.admin,
+        )
+        assert response.status_code == 200, response.text
+        for user in ("u-1", "u-2"):
+            person(h, user, plan="gold", email=f"{user}@example.com", consent={"email": True})
+        h.drain()
+        segment(h, "gold", 'traits.plan = "gold"')
+        at = ms_to_iso(NOW - 1000)
+        journey(h, "tagged", f"{{broadcast: gold, at: '{at}'}}")
+        db, settings = h.services.db, h.services.settings
+        woke: list[int] = []
+        runtime = JourneyRuntime(db, settings, wake_delivery=lambda: woke.append(1))
+        tasks = {task.name: task for task in scheduled_tasks(settings, h.clock, runtime)}
+
+        # Nothing queued: delivery is left asleep.
+        assert tasks["journeys.broadcasts"].run(db, settings, NOW) == 2
+        assert woke == []
+
+        mail = "steps:\n  - {id: mail, type: send, channel: email, template: hello}\n"
+        journey(h, "mailed", f"{{broadcast: gold, at: '{at}'}}", steps=mail)
+        assert tasks["journeys.broadcasts"].run(db, settings, NOW + 60_000) == 2
+        assert woke == [1]  # once, after the chunk that queued the messages was committed
+        with db.read() as conn:
+            statuses = conn.execute(sa.select(t.messages.c.status)).scalars().all()
+        assert statuses == ["queued", "queued"]
 
 
 def _profile_ids(h: Harness, *user_ids: str) -> list[int]:

@@ -159,9 +159,12 @@ def _members(db: Database, segment_id: int) -> Iterator[list[int]]:
         after = ids[-1]
 
 
-def run_broadcasts(db: Database, settings: Settings, now_ms: int) -> int:
-    """Everyone in the segment enters each due broadcast once."""
-    runtime = JourneyRuntime(db, settings)
+def run_broadcasts(
+    db: Database, settings: Settings, now_ms: int, runtime: JourneyRuntime | None = None
+) -> int:
+    """Everyone in the segment enters each due broadcast once. `runtime`: the process's
+    own, which wakes its delivery loop as each chunk's messages are committed."""
+    runtime = runtime or JourneyRuntime(db, settings)
     entered = 0
     next_analyze = _ANALYZE_AFTER
     for journey, definition in _journeys(db, BroadcastEntry):
@@ -253,10 +256,12 @@ def _local(now_ms: int, timezone: dt.tzinfo) -> dt.datetime:
     return dt.datetime.fromtimestamp(now_ms / 1000, timezone)
 
 
-def run_date_entries(db: Database, settings: Settings, now_ms: int) -> int:
+def run_date_entries(
+    db: Database, settings: Settings, now_ms: int, runtime: JourneyRuntime | None = None
+) -> int:
     """People whose date attribute plus offset_days is today where they are, from the
     entry's hour on."""
-    runtime = JourneyRuntime(db, settings)
+    runtime = runtime or JourneyRuntime(db, settings)
     utc_day = _local(now_ms, dt.UTC).date()
     entered = 0
     for journey, definition in _journeys(db, DateEntry):
@@ -289,11 +294,13 @@ def run_date_entries(db: Database, settings: Settings, now_ms: int) -> int:
     return entered
 
 
-def run_holiday_entries(db: Database, settings: Settings, now_ms: int) -> int:
+def run_holiday_entries(
+    db: Database, settings: Settings, now_ms: int, runtime: JourneyRuntime | None = None
+) -> int:
     """People `days_before` a holiday of their own country, from the entry's hour on in
     their time zone. Known people only: a greeting needs someone to write to, and
     anonymous visitors would fill the journey with enrollments that send nothing."""
-    runtime = JourneyRuntime(db, settings)
+    runtime = runtime or JourneyRuntime(db, settings)
     utc_day = _local(now_ms, dt.UTC).date()
     entered = 0
     for journey, definition in _journeys(db, HolidayEntry):
@@ -326,9 +333,13 @@ def run_holiday_entries(db: Database, settings: Settings, now_ms: int) -> int:
     return entered
 
 
-def run_dates(db: Database, settings: Settings, now_ms: int) -> int:
+def run_dates(
+    db: Database, settings: Settings, now_ms: int, runtime: JourneyRuntime | None = None
+) -> int:
     """The scheduler's task for date and holiday entries."""
-    return run_date_entries(db, settings, now_ms) + run_holiday_entries(db, settings, now_ms)
+    return run_date_entries(db, settings, now_ms, runtime) + run_holiday_entries(
+        db, settings, now_ms, runtime
+    )
 
 
 # -- catalog events ---------------------------------------------------------------------
@@ -385,7 +396,13 @@ def _catalog_cursor(db: Database) -> int | None:
     return None
 
 
-def run_catalog(db: Database, settings: Settings, now_ms: int, limit: int = 500) -> int:
+def run_catalog(
+    db: Database,
+    settings: Settings,
+    now_ms: int,
+    limit: int = 500,
+    runtime: JourneyRuntime | None = None,
+) -> int:
     """People interested in a product enter the journeys on its catalog events."""
     cursor = _catalog_cursor(db)
     if cursor is None:
@@ -394,7 +411,7 @@ def run_catalog(db: Database, settings: Settings, now_ms: int, limit: int = 500)
         events = catalog.catalog_events(conn, after_id=cursor, limit=limit)
     if not events:
         return 0
-    runtime = JourneyRuntime(db, settings)
+    runtime = runtime or JourneyRuntime(db, settings)
     journeys = _journeys(db, CatalogEntry)
     entered = 0
     for event in events:
