@@ -21,7 +21,7 @@ from shopkeeper.messaging.messages import Message
 from shopkeeper.storage import tables as t
 from shopkeeper.storage.db import Database
 from tests.harness import NOW, Harness, harness
-from tests.integration.channel_servers import smtp_server
+from tests.integration.channel_servers import SmtpServer, smtp_server
 
 NO_RULES: dict[str, Any] = {
     "cap_per_channel_day": 0,
@@ -31,6 +31,20 @@ NO_RULES: dict[str, Any] = {
     "quiet_hours_start": 0,
     "quiet_hours_end": 0,
 }
+
+
+@contextmanager
+def smtp_harness(db_url: str, **settings: Any) -> Iterator[tuple[SmtpServer, Harness]]:
+    """A harness whose email channel is a real SMTP server (aiosmtpd), with no caps or
+    quiet hours."""
+    with (
+        smtp_server() as smtp,
+        harness(
+            db_url, channel_email="smtp", smtp_host=smtp.host, smtp_port=smtp.port,
+            **NO_RULES, **settings,
+        ) as h,
+    ):  # fmt: skip
+        yield smtp, h
 
 
 def save_template(h: Harness, key: str, parts: dict[str, str], channel: str = "email") -> None:
@@ -159,12 +173,7 @@ def test_a_journey_cap_counts_what_the_same_batch_sent(db_url: str) -> None:
 
 
 def test_a_hard_bounce_suppresses_the_address_for_the_rest_of_the_batch(db_url: str) -> None:
-    with (
-        smtp_server() as smtp,
-        harness(
-            db_url, channel_email="smtp", smtp_host=smtp.host, smtp_port=smtp.port, **NO_RULES
-        ) as h,
-    ):
+    with smtp_harness(db_url) as (smtp, h):
         smtp.recorder.rcpt_replies["kari@example.com"] = "550 5.1.1 No such user"
         save_template(h, "hello", {"subject": "Hello", "text": "Hi"})
         kari, ola = person(h, "kari"), person(h, "ola")
@@ -402,17 +411,7 @@ def test_a_cap_counts_what_the_batch_before_sent_while_it_is_still_being_sent(
 
 
 def test_a_hard_bounce_suppresses_the_address_for_the_next_batches(db_url: str) -> None:
-    with (
-        smtp_server() as smtp,
-        harness(
-            db_url,
-            channel_email="smtp",
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
-            message_batch_size=1,
-            **NO_RULES,
-        ) as h,
-    ):
+    with smtp_harness(db_url, message_batch_size=1) as (smtp, h):
         smtp.recorder.rcpt_replies["kari@example.com"] = "550 5.1.1 No such user"
         save_template(h, "hello", {"subject": "Hello", "text": "Hi"})
         kari, ola = person(h, "kari"), person(h, "ola")
@@ -436,17 +435,7 @@ def test_a_hard_bounce_suppresses_the_address_for_the_next_batches(db_url: str) 
 def test_outcomes_that_cannot_be_written_stop_delivery_and_mark_nothing_sent(
     db_url: str, batch_size: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with (
-        smtp_server() as smtp,
-        harness(
-            db_url,
-            channel_email="smtp",
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
-            message_batch_size=batch_size,
-            **NO_RULES,
-        ) as h,
-    ):
+    with smtp_harness(db_url, message_batch_size=batch_size) as (smtp, h):
         save_template(h, "hello", {"subject": "Hello", "text": "Hi"})
         people = [person(h, name) for name in ("ana", "ben", "cy")]
         ids = [queue(h, f"w:{n}", pid) for n, pid in enumerate(people)]

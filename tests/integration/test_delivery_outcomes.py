@@ -7,24 +7,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from shopkeeper.storage import tables as t
-from tests.harness import NOW, harness
-from tests.integration.channel_servers import smtp_server
-from tests.integration.test_delivery_batches import NO_RULES, person, queue, save_template
+from tests.harness import NOW
+from tests.integration.test_delivery_batches import person, queue, save_template, smtp_harness
 
 
 def test_one_group_of_mixed_outcomes_writes_each_row_its_own_values(db_url: str) -> None:
-    with (
-        smtp_server() as smtp,
-        harness(
-            db_url,
-            channel_email="smtp",
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
-            message_max_attempts=2,
-            message_retry_seconds=60,
-            **NO_RULES,
-        ) as h,
-    ):
+    with smtp_harness(db_url, message_max_attempts=2, message_retry_seconds=60) as (smtp, h):
         smtp.recorder.rcpt_replies["bo@example.com"] = "450 4.2.0 Mailbox busy"
         smtp.recorder.rcpt_replies["cy@example.com"] = "550 5.1.1 No such user"
         save_template(h, "hello", {"subject": "Hello {{ profile.first_name }}", "text": "Hi"})

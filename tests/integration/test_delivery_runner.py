@@ -11,8 +11,14 @@ from collections.abc import Callable
 
 from shopkeeper.messaging.delivery import DeliveryRunner
 from tests.harness import Harness, harness
-from tests.integration.channel_servers import smtp_server
-from tests.integration.test_delivery_batches import NO_RULES, fates, person, queue, save_template
+from tests.integration.test_delivery_batches import (
+    NO_RULES,
+    fates,
+    person,
+    queue,
+    save_template,
+    smtp_harness,
+)
 
 
 def queued_people(h: Harness, count: int, prefix: str) -> list[int]:
@@ -67,17 +73,7 @@ def test_one_step_of_the_loop_delivers_batch_after_batch(db_url: str) -> None:
 
 
 def test_the_loop_delivers_when_woken_and_stops_when_asked(db_url: str) -> None:
-    with (
-        smtp_server() as smtp,
-        harness(
-            db_url,
-            channel_email="smtp",
-            smtp_host=smtp.host,
-            smtp_port=smtp.port,
-            message_batch_size=2,
-            **NO_RULES,
-        ) as h,
-    ):
+    with smtp_harness(db_url, message_batch_size=2) as (smtp, h):
         deliverer = h.services.deliverer
         assert deliverer is not None
         # Sleeps a minute between looks unless woken: the wake is what delivers here.
